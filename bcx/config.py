@@ -1,0 +1,588 @@
+"""The one config schema: every section and key of ``bcx.conf``, its type, default and check.
+
+Each section is a frozen dataclass whose fields carry their parser and help text, so names,
+types, defaults and validation live together. ``load()`` finds the file, applies
+``BCX_<SECTION>_<KEY>`` environment overrides and returns a typed :class:`Config`, or raises
+:class:`ConfigError` naming the file, section, key, value and what was expected.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from bcx.timeutil import format_duration, parse_duration
+
+SEARCH_PATH = ("/etc/bcx/bcx.conf", "./bcx.conf")
+EXCHANGES = ("coinbase", "binance", "bitfinex", "kraken")
+FIELDS = ("price", "bid", "ask")
+RULE_KINDS = (
+    "above",
+    "below",
+    "cross_up",
+    "cross_down",
+    "change_pct",
+    "spread",
+    "stale",
+    "feed_down",
+)
+NOTIFIERS = ("log", "webhook", "command")
+_SYMBOL = re.compile(r"^[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$")
+_PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+
+
+# --------------------------------------------------------------------------- value parsers
+# Each parser takes the raw string and returns the typed value or raises ValueError whose
+# message says what was expected.
+
+
+def _int_min(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"an integer >= {minimum}") from None
+        if value < minimum:
+            raise ValueError(f"an integer >= {minimum}")
+        return value
+
+    return parse
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError("a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("a finite number")
+    return value
+
+
+def _optional_float(text: str) -> float | None:
+    return None if not text.strip() else _float(text)
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "yes", "true", "on"):
+        return True
+    if lowered in ("0", "no", "false", "off"):
+        return False
+    raise ValueError("a boolean (yes/no, true/false, on/off, 1/0)")
+
+
+def _duration(minimum: float = 0.0) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = parse_duration(text)
+        except ValueError:
+            raise ValueError("a duration such as 250ms, 30s, 15m, 2h, 7d or 5y") from None
+        if value < minimum:
+            raise ValueError(f"a duration of at least {format_duration(minimum)}")
+        return value
+
+    parse.render = format_duration  # type: ignore[attr-defined]
+    return parse
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(word for word in re.split(r"[\s,]+", text.strip()) if word)
+
+
+def _choice(options: Iterable[str]) -> Callable[[str], str]:
+    allowed = tuple(options)
+
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise ValueError("one of " + ", ".join(allowed))
+        return value
+
+    return parse
+
+
+def _choices(options: Iterable[str]) -> Callable[[str], tuple[str, ...]]:
+    allowed = tuple(options)
+
+    def parse(text: str) -> tuple[str, ...]:
+        values = tuple(word.lower() for word in _words(text))
+        bad = [value for value in values if value not in allowed]
+        if bad or len(set(values)) != len(values):
+            raise ValueError("a list of distinct names from " + ", ".join(allowed))
+        return values
+
+    return parse
+
+
+def _symbols(text: str) -> tuple[str, ...]:
+    values = tuple(word.upper() for word in _words(text))
+    if not values or any(not _SYMBOL.match(value) for value in values):
+        raise ValueError("a list of symbols in BASE-QUOTE form, such as BTC-USD ETH-USD")
+    return values
+
+
+def _redis_url(text: str) -> str:
+    value = text.strip()
+    scheme = urlsplit(value).scheme
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("a redis://, rediss:// or unix:// URL")
+    return value
+
+
+def _ws_url(text: str) -> str:
+    value = text.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        raise ValueError("a ws:// or wss:// URL")
+    return value
+
+
+def _http_url_or_empty(text: str) -> str:
+    value = text.strip()
+    if value and (urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc):
+        raise ValueError("an http:// or https:// URL, or nothing")
+    return value
+
+
+def _prefix(text: str) -> str:
+    value = text.strip()
+    if not _PREFIX.match(value):
+        raise ValueError("1 to 32 letters, digits, '_', '.' or '-'")
+    return value
+
+
+def _bind(text: str) -> str:
+    value = text.strip()
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("HOST:PORT, such as 127.0.0.1:8000")
+    return value
+
+
+def _series(text: str) -> str:
+    value = text.strip()
+    exchange, sep, symbol = value.partition(":")
+    if not sep or exchange.lower() not in EXCHANGES or not _SYMBOL.match(symbol.upper()):
+        raise ValueError("EXCHANGE:BASE-QUOTE, such as coinbase:BTC-USD")
+    return f"{exchange.lower()}:{symbol.upper()}"
+
+
+def _optional_series(text: str) -> str:
+    return _series(text) if text.strip() else ""
+
+
+def _rollups(text: str) -> tuple[tuple[float, float], ...]:
+    expected = "a list of INTERVAL:RETENTION pairs, such as 1m:90d 1h:5y"
+    pairs = []
+    for word in _words(text):
+        interval, sep, retention = word.partition(":")
+        if not sep:
+            raise ValueError(expected)
+        try:
+            pair = (parse_duration(interval), parse_duration(retention))
+        except ValueError:
+            raise ValueError(expected) from None
+        if pair[0] < 1 or pair[0] != int(pair[0]) or pair[1] < pair[0]:
+            raise ValueError(expected + " (whole seconds, retention >= interval)")
+        pairs.append(pair)
+    intervals = [pair[0] for pair in pairs]
+    if len(set(intervals)) != len(intervals):
+        raise ValueError(expected + " (each interval once)")
+    return tuple(sorted(pairs))
+
+
+_rollups.render = lambda value: " ".join(  # type: ignore[attr-defined]
+    f"{format_duration(interval)}:{format_duration(retention)}" for interval, retention in value)
+
+
+def _text(text: str) -> str:
+    return text.strip()
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def opt(default: Any, parse: Callable[[str], Any], help: str, *, secret: bool = False,
+        key: str | None = None) -> Any:
+    """A config key: its default, the parser of its string form and its documentation."""
+    return field(default=default, metadata={"parse": parse, "help": help, "secret": secret,
+                                            "key": key})
+
+
+def _render(value: Any, parse: Callable[[str], Any] | None = None) -> str:
+    """A typed value back to the string form its parser reads."""
+    if value is None:
+        return ""
+    if parse is not None and hasattr(parse, "render"):
+        return parse.render(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, tuple):
+        return " ".join(str(item) for item in value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """[redis]: where the data lives."""
+
+    url: str = opt("redis://127.0.0.1:6379/0", _redis_url,
+                   "Redis URL: redis://[:password@]host:port/db, rediss:// for TLS, "
+                   "unix:///path/redis.sock?db=0.", secret=True)
+    prefix: str = opt("bcx", _prefix, "First part of every key BCX writes.")
+    socket_timeout: float = opt(5.0, _duration(0.1), "Timeout of one Redis command.")
+    stream_maxlen: int = opt(100000, _int_min(1),
+                             "Trigger events kept in the durable event stream (approximate).")
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """[tracker]: the websocket-to-Redis ingester."""
+
+    exchanges: tuple[str, ...] = opt(("coinbase",), _choices(EXCHANGES),
+                                     "Exchanges to stream; each has its [exchange:NAME] section.")
+    batch_size: int = opt(1000, _int_min(1), "Ticks written per Redis round trip at most.")
+    flush_interval: float = opt(0.05, _duration(0.001),
+                                "Longest a tick waits before its batch is written.")
+    buffer_max: int = opt(1000000, _int_min(1),
+                          "Ticks held while Redis is unreachable; past this the oldest are "
+                          "dropped and logged.")
+    backoff_initial: float = opt(1.0, _duration(0.01), "First reconnect delay.")
+    backoff_max: float = opt(60.0, _duration(0.01), "Longest reconnect delay.")
+    silence_timeout: float = opt(30.0, _duration(0.1),
+                                 "A feed silent this long is treated as dead and reconnected.")
+    ping_interval: float = opt(20.0, _duration(0), "Websocket ping period; 0 disables pings.")
+    feed_down_after: int = opt(5, _int_min(1),
+                               "Consecutive failed connections before a feed_down event.")
+    max_frame_bytes: int = opt(1048576, _int_min(1024), "Larger frames are counted and skipped.")
+    publish_ticks: bool = opt(True, _bool, "Publish each written batch for live consumers.")
+    heartbeat_ttl: float = opt(30.0, _duration(1), "Lifetime of the tracker's heartbeat key.")
+    stats_interval: float = opt(1.0, _duration(0.1), "How often stats and heartbeat are written.")
+
+
+@dataclass(frozen=True)
+class ExchangeConfig:
+    """[exchange:NAME]: one venue's websocket and the symbols to follow."""
+
+    url: str = opt("", _ws_url, "Websocket URL of the venue's public market-data feed.")
+    symbols: tuple[str, ...] = opt((), _symbols,
+                                   "Symbols in normalised BASE-QUOTE form (BTC-USD, ETH-BTC).")
+
+
+EXCHANGE_DEFAULTS: dict[str, ExchangeConfig] = {
+    "coinbase": ExchangeConfig("wss://ws-feed.exchange.coinbase.com", ("BTC-USD", "ETH-USD")),
+    "binance": ExchangeConfig("wss://stream.binance.com:9443", ("BTC-USDT", "ETH-USDT")),
+    "bitfinex": ExchangeConfig("wss://api-pub.bitfinex.com/ws/2", ("BTC-USD", "ETH-USD")),
+    "kraken": ExchangeConfig("wss://ws.kraken.com", ("BTC-USD", "ETH-USD")),
+}
+
+
+@dataclass(frozen=True)
+class WatcherConfig:
+    """[watcher]: history manager (retention, roll-ups, archive) and rule watcher."""
+
+    raw_retention: float = opt(7 * 86400.0, _duration(60), "How long raw ticks are kept.")
+    rollups: tuple[tuple[float, float], ...] = opt(
+        ((60.0, 90 * 86400.0), (3600.0, 5 * 365 * 86400.0)), _rollups,
+        "OHLC roll-ups as INTERVAL:RETENTION pairs.")
+    rollup_every: float = opt(10.0, _duration(0.1), "How often roll-ups are brought up to date.")
+    trim_every: float = opt(60.0, _duration(1), "How often history is trimmed to retention.")
+    late_grace: float = opt(120.0, _duration(0),
+                            "Ticks arriving this late still update their roll-up bucket.")
+    archive: bool = opt(False, _bool, "Write trimmed raw ticks to CSV before deleting them.")
+    archive_dir: str = opt("./var/archive", _text,
+                           "Root of <exchange>/<symbol>/<YYYY-MM-DD>/<HH>.csv archives.")
+    rule_interval: float = opt(1.0, _duration(0.05), "Longest time between rule evaluations.")
+    heartbeat_ttl: float = opt(30.0, _duration(1), "Lifetime of each thread's heartbeat key.")
+    restart_backoff_max: float = opt(60.0, _duration(0.1),
+                                     "Longest wait before a crashed thread is restarted.")
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """[rule:NAME]: one alert rule."""
+
+    kind: str = opt("above", _choice(RULE_KINDS), "What the rule watches for.")
+    series: str = opt("", _optional_series,
+                      "EXCHANGE:SYMBOL the rule watches (for feed_down: any series of the "
+                      "exchange, or empty for every exchange).")
+    field: str = opt("price", _choice(FIELDS), "Field compared: price, bid or ask.")
+    threshold: float | None = opt(None, _optional_float,
+                                  "Level (above/below/cross), % move (change_pct), spread "
+                                  "(spread) or seconds without a tick (stale).")
+    window: float = opt(300.0, _duration(1), "Look-back of change_pct.")
+    spread_mode: str = opt("pct", _choice(("pct", "abs")),
+                           "spread: threshold as % of the mid price, or absolute.")
+    for_: float = opt(0.0, _duration(0), "How long the condition must hold before firing.",
+                      key="for")
+    cooldown: float = opt(300.0, _duration(0),
+                          "Least time between two firings; while still firing, the repeat "
+                          "interval.")
+    enabled: bool = opt(True, _bool, "Set to no to keep the rule without evaluating it.")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """[server]: delivery of trigger events."""
+
+    notifiers: tuple[str, ...] = opt(("log",), _choices(NOTIFIERS),
+                                     "Active notifiers: log, webhook, command.")
+    log_path: str = opt("./var/alerts.jsonl", _text, "log: JSON-lines file of delivered events.")
+    webhook_url: str = opt("", _http_url_or_empty, "webhook: URL that receives a JSON POST.",
+                           secret=True)
+    webhook_timeout: float = opt(5.0, _duration(0.1), "webhook: timeout of one POST.")
+    webhook_retries: int = opt(3, _int_min(0), "webhook: retries before dead-lettering.")
+    webhook_backoff: float = opt(1.0, _duration(0), "webhook: first retry delay (doubles).")
+    command: str = opt("", _text, "command: program run with the event as JSON on stdin.")
+    command_timeout: float = opt(10.0, _duration(0.1), "command: killed after this long.")
+    group: str = opt("bcx-server", _prefix, "Consumer group on the event stream.")
+    consumer: str = opt("", _text, "Consumer name; empty means HOSTNAME-PID.")
+    claim_idle: float = opt(60.0, _duration(1),
+                            "Pending events of a silent consumer are claimed after this long.")
+    alerts_max: int = opt(1000, _int_min(1), "Delivered events kept in the alert history.")
+    dead_letter_max: int = opt(1000, _int_min(1), "Events kept in the dead-letter list.")
+    heartbeat_ttl: float = opt(30.0, _duration(1), "Lifetime of the server's heartbeat key.")
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """[web]: the Flask app and its JSON API."""
+
+    bind: str = opt("127.0.0.1:8000", _bind, "Address the web app listens on.")
+    api_token: str = opt("", _text, "Bearer token for rule writes; empty disables writes.",
+                         secret=True)
+    history_cap: int = opt(10000, _int_min(1), "Most points one history response returns.")
+    stale_after: float = opt(60.0, _duration(1), "A series older than this counts as stale.")
+    sse_keepalive: float = opt(15.0, _duration(1), "Keep-alive comment period on the SSE stream.")
+    workers: int = opt(2, _int_min(1), "gunicorn worker processes.")
+    threads: int = opt(16, _int_min(1), "Threads per gunicorn worker (each SSE client holds one).")
+
+
+SECTIONS: dict[str, type] = {
+    "redis": RedisConfig,
+    "tracker": TrackerConfig,
+    "exchange": ExchangeConfig,
+    "watcher": WatcherConfig,
+    "rule": RuleConfig,
+    "server": ServerConfig,
+    "web": WebConfig,
+}
+TEMPLATED = ("exchange", "rule")
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str | None
+    redis: RedisConfig
+    tracker: TrackerConfig
+    exchanges: Mapping[str, ExchangeConfig]
+    watcher: WatcherConfig
+    rules: Mapping[str, RuleConfig]
+    server: ServerConfig
+    web: WebConfig
+
+    def exchange(self, name: str) -> ExchangeConfig:
+        return self.exchanges[name]
+
+
+@dataclass(frozen=True)
+class Problem:
+    source: str
+    section: str
+    key: str
+    value: str
+    expected: str
+
+    def __str__(self) -> str:
+        if not self.section:
+            return f"{self.source}: {self.expected}"
+        if not self.key:
+            return f"{self.source}: [{self.section}]: expected {self.expected}"
+        where = f"[{self.section}] {self.key}"
+        if self.value:
+            return f"{self.source}: {where} = {self.value!r}: expected {self.expected}"
+        return f"{self.source}: {where} is missing: expected {self.expected}"
+
+
+class ConfigError(Exception):
+    """One or more problems in the configuration, each naming where and what was expected."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(problem) for problem in problems))
+
+
+def key_of(spec: Any) -> str:
+    return spec.metadata.get("key") or spec.name
+
+
+def env_name(section: str, key: str) -> str:
+    return "BCX_" + re.sub(r"[^A-Za-z0-9]", "_", f"{section}_{key}").upper()
+
+
+def find_path(explicit: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    if explicit:
+        if not os.path.isfile(explicit):
+            raise ConfigError([Problem(explicit, "", "", "", "the config file does not exist")])
+        return explicit
+    if env.get("BCX_CONF"):
+        path = env["BCX_CONF"]
+        if not os.path.isfile(path):
+            raise ConfigError([Problem(path, "", "", "", "$BCX_CONF names a missing file")])
+        return path
+    for path in SEARCH_PATH:
+        if os.path.isfile(path):
+            return path
+    raise ConfigError([Problem("bcx", "", "", "",
+                               "no config file: pass --config, set $BCX_CONF or create "
+                               + " or ".join(SEARCH_PATH))])
+
+
+def load(path: str | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Find, read, override from the environment and validate the configuration."""
+    env = os.environ if env is None else env
+    path = find_path(path, env)
+    parser = configparser.ConfigParser(interpolation=None, default_section="__defaults__")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+        raise ConfigError([Problem(path, "", "", "", f"a readable INI file ({exc})")]) from None
+    return from_parser(parser, path, env)
+
+
+def from_parser(parser: configparser.ConfigParser, path: str,
+                env: Mapping[str, str]) -> Config:
+    problems: list[Problem] = []
+    sections: dict[str, Any] = {}
+    exchanges: dict[str, ExchangeConfig] = dict(EXCHANGE_DEFAULTS)
+    rules: dict[str, RuleConfig] = {}
+
+    for name in parser.sections():
+        kind, _, item = name.partition(":")
+        if kind not in SECTIONS or (kind in TEMPLATED) != bool(item):
+            problems.append(Problem(path, name, "", "", "a known section name: [redis], [tracker], "
+                                    "[exchange:NAME], [watcher], [rule:NAME], [server], [web]"))
+            continue
+        if kind == "exchange" and item not in EXCHANGES:
+            problems.append(Problem(path, name, "", "", "an exchange among "
+                                    + ", ".join(EXCHANGES)))
+            continue
+
+    for kind, cls in SECTIONS.items():
+        if kind in TEMPLATED:
+            continue
+        sections[kind] = _build(cls(), kind, parser, path, env, problems)
+    for name in EXCHANGES:
+        exchanges[name] = _build(EXCHANGE_DEFAULTS[name], f"exchange:{name}", parser, path, env,
+                                 problems)
+    for section in parser.sections():
+        kind, _, item = section.partition(":")
+        if kind == "rule" and item:
+            rules[item] = _build(RuleConfig(), section, parser, path, env, problems)
+            problems.extend(_rule_problems(rules[item], section, path))
+
+    for name in sections.get("tracker", TrackerConfig()).exchanges:
+        if not exchanges[name].symbols:
+            problems.append(Problem(path, f"exchange:{name}", "symbols", "",
+                                    "at least one symbol for an exchange the tracker streams"))
+    if problems:
+        raise ConfigError(problems)
+    return Config(path=path, exchanges=exchanges, rules=rules, **sections)
+
+
+def _build(base: Any, section: str, parser: configparser.ConfigParser, path: str,
+           env: Mapping[str, str], problems: list[Problem]) -> Any:
+    specs = {key_of(spec): spec for spec in fields(base)}
+    raw: dict[str, tuple[str, str]] = {}
+    if parser.has_section(section):
+        for key, value in parser.items(section):
+            if key not in specs:
+                problems.append(Problem(path, section, key, value,
+                                        "a known key: " + ", ".join(specs)))
+                continue
+            raw[key] = (path, value)
+    for key in specs:
+        name = env_name(section, key)
+        if name in env:
+            raw[key] = (f"environment {name}", env[name])
+    changes = {}
+    for key, (source, value) in raw.items():
+        spec = specs[key]
+        try:
+            changes[spec.name] = spec.metadata["parse"](value)
+        except ValueError as exc:
+            problems.append(Problem(source, section, key, value, str(exc)))
+    return replace(base, **changes)
+
+
+def _rule_problems(rule: RuleConfig, section: str, path: str) -> list[Problem]:
+    problems = []
+    if rule.kind != "feed_down" and not rule.series:
+        problems.append(Problem(path, section, "series", "",
+                                f"EXCHANGE:BASE-QUOTE ({rule.kind} rules need a series)"))
+    if rule.kind not in ("feed_down",) and rule.threshold is None:
+        problems.append(Problem(path, section, "threshold", "",
+                                f"a number ({rule.kind} rules need a threshold)"))
+    if rule.kind == "stale" and rule.threshold is not None and rule.threshold <= 0:
+        problems.append(Problem(path, section, "threshold", str(rule.threshold),
+                                "a positive number of seconds"))
+    return problems
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _section_items(config: Config) -> list[tuple[str, Any]]:
+    items: list[tuple[str, Any]] = [("redis", config.redis), ("tracker", config.tracker)]
+    items += [(f"exchange:{name}", value) for name, value in config.exchanges.items()]
+    items.append(("watcher", config.watcher))
+    items += [(f"rule:{name}", value) for name, value in config.rules.items()]
+    items += [("server", config.server), ("web", config.web)]
+    return items
+
+
+def mask_url(url: str) -> str:
+    """``redis://:secret@host`` -> ``redis://:***@host``; other URLs unchanged."""
+    parts = urlsplit(url)
+    if parts.password is None and not parts.username:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def render(config: Config) -> str:
+    """The effective configuration as INI, secrets masked."""
+    lines = [f"# effective configuration from {config.path}"]
+    for section, values in _section_items(config):
+        lines.append(f"\n[{section}]")
+        for spec in fields(values):
+            text = _render(getattr(values, spec.name), spec.metadata["parse"])
+            if spec.metadata["secret"] and text:
+                text = mask_url(text) if "://" in text else "***"
+            lines.append(f"{key_of(spec)} = {text}")
+    return "\n".join(lines) + "\n"
+
+
+def schema_keys() -> dict[str, list[str]]:
+    """Every section kind and its keys, for documentation checks."""
+    return {kind: [key_of(spec) for spec in fields(cls)] for kind, cls in SECTIONS.items()}
+
+
+def describe(cls: type) -> list[tuple[str, str, str]]:
+    """(key, default as written, help) for each key of a section class."""
+    out = []
+    for spec in fields(cls):
+        default = spec.default if spec.default is not MISSING else ""
+        out.append((key_of(spec), _render(default, spec.metadata["parse"]), spec.metadata["help"]))
+    return out

@@ -1,0 +1,106 @@
+"""``make run``: start every component under honcho, with a private redis-server when the
+configured Redis cannot be reached (data under ./var, AOF on)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import redis
+
+from bcx import config as configmod
+from bcx.redisconn import connect
+
+log = logging.getLogger("bcx.devstack")
+PRIVATE_PORT = 6379
+
+
+def reachable(url: str) -> bool:
+    client = connect(url, socket_timeout=2)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def private_redis(var: Path, url: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Start redis-server on loopback, AOF on, data in ``var/redis``; return it and its URL."""
+    parts = urlsplit(url)
+    local = parts.scheme == "redis" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    port = (parts.port or PRIVATE_PORT) if local else PRIVATE_PORT
+    db = (parts.path.lstrip("/") or "0") if local else "0"
+    directory = var / "redis"
+    directory.mkdir(parents=True, exist_ok=True)
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("bcx: redis-server is not installed (make run installs it as root)")
+    process = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port),
+                                "--dir", str(directory.resolve()), "--appendonly", "yes",
+                                "--logfile", str((directory / "redis.log").resolve())])
+    private_url = f"redis://127.0.0.1:{port}/{db}"
+    client = connect(private_url, socket_timeout=2)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except (redis.RedisError, OSError):
+            if process.poll() is not None:
+                raise SystemExit(
+                    f"bcx: private redis-server exited; see {directory}/redis.log") from None
+            time.sleep(0.1)
+    client.close()
+    return process, private_url
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bcx.devstack")
+    parser.add_argument("--procfile", default="Procfile")
+    parser.add_argument("--var", default="var")
+    parser.add_argument("--config", default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    try:
+        cfg = configmod.load(args.config)
+    except configmod.ConfigError as exc:
+        print(f"bcx: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    procfile = Path(args.procfile)
+    entries = [line for line in procfile.read_text().splitlines()
+               if line.strip() and not line.lstrip().startswith("#")] if procfile.exists() else []
+    if not entries:
+        print(f"bcx: {procfile} names no component to run", file=sys.stderr)
+        return 1
+    env = dict(os.environ, BCX_CONF=os.path.abspath(cfg.path or "bcx.conf"))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    var = Path(args.var)
+    var.mkdir(exist_ok=True)
+    redis_process = None
+    if reachable(cfg.redis.url):
+        log.info("using the configured Redis at %s", configmod.mask_url(cfg.redis.url))
+    else:
+        redis_process, url = private_redis(var, cfg.redis.url)
+        env["BCX_REDIS_URL"] = url
+        log.info("configured Redis unreachable: started a private redis-server at %s "
+                 "(data in %s/redis, AOF on)", url, var)
+    honcho = [sys.executable, "-m", "honcho", "-f", args.procfile, "-d", ".", "start"]
+    try:
+        return subprocess.call(honcho, env=env)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if redis_process is not None:
+            redis_process.terminate()
+            redis_process.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""The Redis key schema: the only place that builds key strings.
+
+A series' keys share the hash tag ``{exchange:symbol}`` so they live on one Cluster node.
+Every key starts with the configured prefix (default ``bcx``)::
+
+    bcx:{coinbase:BTC-USD}:price             raw history, ZSET score=epoch s, member "<ms>:<value>"
+    bcx:{coinbase:BTC-USD}:latest            HASH price, bid, ask, time (ms) and <field>_ms
+    bcx:{coinbase:BTC-USD}:price:ohlc:60     ZSET roll-up, score=bucket start (epoch s),
+                                             member "<ms>:<open>:<high>:<low>:<close>:<count>"
+    bcx:{coinbase:BTC-USD}:watermark         HASH history-manager progress per field/interval
+    bcx:series                               SET of "exchange:symbol"
+    bcx:ticks                                pub/sub channel of written tick batches
+    bcx:events / bcx:events:stream           trigger events: pub/sub channel / capped stream
+    bcx:heartbeat:<component>                HASH with a TTL
+    bcx:stats:tracker:<exchange>             HASH of per-exchange feed stats
+    bcx:stats:gaps:<exchange>                HASH symbol -> sequence gaps seen
+    bcx:rules / bcx:rules:state              HASH id -> rule JSON / id -> state JSON
+    bcx:alerts / bcx:deadletter              LIST of delivered / undeliverable events
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def series_id(exchange: str, symbol: str) -> str:
+    """The registry's name for a series, ``coinbase:BTC-USD``."""
+    return f"{exchange}:{symbol}"
+
+
+def split_series_id(series: str) -> tuple[str, str]:
+    exchange, _, symbol = series.partition(":")
+    return exchange, symbol
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "bcx"
+
+    # ---- one series
+    def _series(self, exchange: str, symbol: str) -> str:
+        return f"{self.prefix}:{{{exchange}:{symbol}}}"
+
+    def raw(self, exchange: str, symbol: str, field: str) -> str:
+        return f"{self._series(exchange, symbol)}:{field}"
+
+    def latest(self, exchange: str, symbol: str) -> str:
+        return f"{self._series(exchange, symbol)}:latest"
+
+    def rollup(self, exchange: str, symbol: str, field: str, interval_s: int) -> str:
+        return f"{self._series(exchange, symbol)}:{field}:ohlc:{int(interval_s)}"
+
+    def watermark(self, exchange: str, symbol: str) -> str:
+        return f"{self._series(exchange, symbol)}:watermark"
+
+    # ---- registries and channels
+    @property
+    def series(self) -> str:
+        return f"{self.prefix}:series"
+
+    @property
+    def ticks_channel(self) -> str:
+        return f"{self.prefix}:ticks"
+
+    @property
+    def events_channel(self) -> str:
+        return f"{self.prefix}:events"
+
+    @property
+    def events_stream(self) -> str:
+        return f"{self.prefix}:events:stream"
+
+    def heartbeat(self, component: str) -> str:
+        return f"{self.prefix}:heartbeat:{component}"
+
+    @property
+    def heartbeat_pattern(self) -> str:
+        return f"{self.prefix}:heartbeat:*"
+
+    @property
+    def components(self) -> str:
+        """SET of component names that ever wrote a heartbeat (so health needs no SCAN)."""
+        return f"{self.prefix}:components"
+
+    def tracker_stats(self, exchange: str) -> str:
+        return f"{self.prefix}:stats:tracker:{exchange}"
+
+    def gaps(self, exchange: str) -> str:
+        return f"{self.prefix}:stats:gaps:{exchange}"
+
+    @property
+    def rules(self) -> str:
+        return f"{self.prefix}:rules"
+
+    @property
+    def rules_state(self) -> str:
+        return f"{self.prefix}:rules:state"
+
+    @property
+    def rules_changed_channel(self) -> str:
+        return f"{self.prefix}:rules:changed"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}:alerts"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}:deadletter"

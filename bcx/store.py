@@ -1,0 +1,140 @@
+"""The raw time-series store: batches of ticks in, ranges and latest values out.
+
+Each series and field is a sorted set scored by event time in epoch seconds whose members are
+``"<ms>:<value>"``, so a recurring price is never lost and an exact repeat is stored once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import redis
+
+from bcx.keys import Keys, series_id, split_series_id
+from bcx.ticks import Point, Tick, member, parse_member
+
+FIELDS = ("price", "bid", "ask")
+
+
+def score(ms: int) -> float:
+    return ms / 1000
+
+
+class Store:
+    """Reads and writes one Redis database's series. Every write accepts the client handed in;
+    the instance holds no connection state of its own beyond it."""
+
+    def __init__(self, connection: redis.Redis, keys: Keys | None = None,
+                 publish_ticks: bool = False):
+        self.connection = connection
+        self.keys = keys or Keys()
+        self.publish_ticks = publish_ticks
+        # Newest event time written per (series, field) by this process, so a late batch never
+        # moves the latest-values hash backwards.
+        self._newest: dict[tuple[str, str, str], int] = {}
+
+    # ------------------------------------------------------------------ writes
+    def write(self, ticks: Sequence[Tick]) -> int:
+        """Write a batch in one pipelined round trip; returns the number of values sent.
+
+        Raises ``redis.RedisError`` when Redis cannot be reached; nothing is remembered as
+        written in that case, so the caller may retry the same batch.
+        """
+        if not ticks:
+            return 0
+        members: dict[str, dict[str, float]] = defaultdict(dict)
+        latest: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
+        newest = dict(self._newest)
+        count = 0
+        for tick in ticks:
+            for field, value in tick.values():
+                members[self.keys.raw(tick.exchange, tick.symbol, field)][
+                    member(tick.ms, value)] = score(tick.ms)
+                count += 1
+                slot = (tick.exchange, tick.symbol, field)
+                if tick.ms >= newest.get(slot, -1):
+                    newest[slot] = tick.ms
+                    fresh = latest[(tick.exchange, tick.symbol)]
+                    fresh[field] = value
+                    fresh[f"{field}_ms"] = tick.ms
+                    fresh["time"] = max(tick.ms, fresh.get("time", 0))
+        pipe = self.connection.pipeline(transaction=False)
+        for key, mapping in members.items():
+            pipe.zadd(key, mapping)
+        for (exchange, symbol), mapping in latest.items():
+            pipe.hset(self.keys.latest(exchange, symbol), mapping=mapping)
+        if latest:
+            pipe.sadd(self.keys.series, *(series_id(e, s) for e, s in latest))
+        if self.publish_ticks:
+            pipe.publish(self.keys.ticks_channel, _batch_message(ticks))
+        pipe.execute()
+        self._newest = newest
+        return count
+
+    # ------------------------------------------------------------------ reads
+    def range(self, exchange: str, symbol: str, field: str, start_ms: int | None = None,
+              end_ms: int | None = None, limit: int | None = None,
+              newest_first: bool = False) -> list[Point]:
+        """Points of one field with ``start_ms <= time <= end_ms``, oldest first unless
+        ``newest_first``; at most ``limit`` of them."""
+        key = self.keys.raw(exchange, symbol, field)
+        low = "-inf" if start_ms is None else score(start_ms)
+        high = "+inf" if end_ms is None else score(end_ms)
+        paging = {"start": 0, "num": limit} if limit is not None else {}
+        if newest_first:
+            found = self.connection.zrevrangebyscore(key, high, low, **paging)
+        else:
+            found = self.connection.zrangebyscore(key, low, high, **paging)
+        return [parse_member(item) for item in found]
+
+    def count(self, exchange: str, symbol: str, field: str, start_ms: int | None = None,
+              end_ms: int | None = None) -> int:
+        low = "-inf" if start_ms is None else score(start_ms)
+        high = "+inf" if end_ms is None else score(end_ms)
+        return self.connection.zcount(self.keys.raw(exchange, symbol, field), low, high)
+
+    def latest(self, exchange: str, symbol: str) -> dict[str, Any] | None:
+        """``{time, price, bid, ask, price_ms, …}`` with times as int ms, or None if unknown."""
+        return _decode_latest(self.connection.hgetall(self.keys.latest(exchange, symbol)))
+
+    def latest_many(self, series: Iterable[tuple[str, str]]) -> list[dict[str, Any] | None]:
+        pipe = self.connection.pipeline(transaction=False)
+        for exchange, symbol in series:
+            pipe.hgetall(self.keys.latest(exchange, symbol))
+        return [_decode_latest(found) for found in pipe.execute()]
+
+    def series(self) -> list[tuple[str, str]]:
+        """Every known (exchange, symbol), sorted."""
+        return sorted(split_series_id(item) for item in self.connection.smembers(self.keys.series))
+
+    def has_series(self, exchange: str, symbol: str) -> bool:
+        return bool(self.connection.sismember(self.keys.series, series_id(exchange, symbol)))
+
+    # ------------------------------------------------------------------ retention
+    def trim(self, exchange: str, symbol: str, field: str, cutoff_ms: int) -> int:
+        """Delete the points older than ``cutoff_ms``; returns how many went."""
+        return self.connection.zremrangebyscore(self.keys.raw(exchange, symbol, field), "-inf",
+                                                f"({score(cutoff_ms)!r}")
+
+
+def _decode_latest(found: dict[str, str]) -> dict[str, Any] | None:
+    if not found:
+        return None
+    out: dict[str, Any] = dict(found)
+    for name in ("time", *(f"{field}_ms" for field in FIELDS)):
+        if name in out:
+            out[name] = int(out[name])
+    return out
+
+
+def _batch_message(ticks: Sequence[Tick]) -> str:
+    """The live-tick message: ``[{"series", "time", "price"|"bid"|"ask": "…"}, …]``."""
+    items = []
+    for tick in ticks:
+        item: dict[str, Any] = {"series": series_id(tick.exchange, tick.symbol), "time": tick.ms}
+        item.update(tick.values())
+        items.append(item)
+    return json.dumps(items, separators=(",", ":"))

@@ -1,0 +1,180 @@
+"""The raw time-series store against a real redis-server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bcx.keys import Keys
+from bcx.redisconn import connect
+from bcx.store import Store
+from bcx.ticks import Tick
+from tests.support import RedisServer
+
+T0 = 1_700_000_000_000  # epoch ms
+
+
+def price(ms: int, value: str, symbol: str = "BTC-USD", exchange: str = "coinbase") -> Tick:
+    return Tick(exchange, symbol, ms, price=value)
+
+
+def test_recurring_price_is_not_lost(store: Store):
+    store.write([price(T0 + i * 1000, "50000.00") for i in range(1000)])
+    points = store.range("coinbase", "BTC-USD", "price")
+    assert len(points) == 1000
+    assert {value for _, value in points} == {"50000.00"}
+    assert [ms for ms, _ in points] == [T0 + i * 1000 for i in range(1000)]
+
+
+def test_exact_repeat_is_stored_once(store: Store):
+    store.write([price(T0, "1.5"), price(T0, "1.5")])
+    store.write([price(T0, "1.5")])
+    assert store.range("coinbase", "BTC-USD", "price") == [(T0, "1.5")]
+
+
+def test_same_ms_different_value_keeps_both(store: Store):
+    store.write([price(T0, "1.5"), price(T0, "1.6")])
+    assert sorted(store.range("coinbase", "BTC-USD", "price")) == [(T0, "1.5"), (T0, "1.6")]
+
+
+def test_decimal_strings_are_kept_verbatim(store: Store, r):
+    store.write([Tick("binance", "ZIL-USDT", T0, bid="0.21437000", ask="0.21449000"),
+                 Tick("bitfinex", "BTC-USD", T0, price="4.9e-7")])
+    assert store.range("binance", "ZIL-USDT", "bid") == [(T0, "0.21437000")]
+    assert store.range("bitfinex", "BTC-USD", "price") == [(T0, "4.9e-7")]
+    assert r.zrange("bcx:{binance:ZIL-USDT}:ask", 0, -1, withscores=True) == [
+        (f"{T0}:0.21449000", T0 / 1000)]
+
+
+def test_range_honours_start_end_and_limit(store: Store):
+    store.write([price(T0 + i * 1000, str(i)) for i in range(100)])
+    window = store.range("coinbase", "BTC-USD", "price", T0 + 10_000, T0 + 19_000)
+    assert [value for _, value in window] == [str(i) for i in range(10, 20)]
+    limited = store.range("coinbase", "BTC-USD", "price", T0 + 10_000, T0 + 19_000, limit=3)
+    assert [value for _, value in limited] == ["10", "11", "12"]
+    newest = store.range("coinbase", "BTC-USD", "price", limit=2, newest_first=True)
+    assert [value for _, value in newest] == ["99", "98"]
+    assert store.range("coinbase", "BTC-USD", "price", start_ms=T0 + 99_001) == []
+    assert store.count("coinbase", "BTC-USD", "price", T0, T0 + 9_000) == 10
+
+
+def test_trim_removes_exactly_the_older_points(store: Store):
+    store.write([price(T0 + i, str(i)) for i in range(50)])
+    removed = store.trim("coinbase", "BTC-USD", "price", T0 + 20)
+    assert removed == 20
+    points = store.range("coinbase", "BTC-USD", "price")
+    assert [ms for ms, _ in points] == [T0 + i for i in range(20, 50)]
+
+
+def test_latest_values_follow_the_newest_tick(store: Store):
+    store.write([Tick("coinbase", "BTC-USD", T0, price="1", bid="0.9", ask="1.1"),
+                 Tick("coinbase", "BTC-USD", T0 + 5, price="2")])
+    store.write([Tick("coinbase", "BTC-USD", T0 + 1, price="old")])  # late: latest stays
+    latest = store.latest("coinbase", "BTC-USD")
+    assert latest["price"] == "2" and latest["price_ms"] == T0 + 5
+    assert latest["bid"] == "0.9" and latest["ask"] == "1.1"
+    assert latest["time"] == T0 + 5
+    assert store.latest("coinbase", "NOPE-USD") is None
+
+
+def test_many_series_in_one_batch_are_listed(store: Store):
+    store.write([price(T0, "1", "BTC-USD"), price(T0, "2", "ETH-USD"),
+                 Tick("kraken", "BTC-USD", T0, bid="3")])
+    assert store.series() == [("coinbase", "BTC-USD"), ("coinbase", "ETH-USD"),
+                              ("kraken", "BTC-USD")]
+    latest = store.latest_many(store.series())
+    assert [item["time"] for item in latest] == [T0, T0, T0]
+
+
+def test_batch_is_one_round_trip(store: Store, r, monkeypatch):
+    calls = []
+    original = type(r).pipeline
+
+    def counting_pipeline(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(r), "pipeline", counting_pipeline)
+    store.write([price(T0 + i, "1", f"S{i % 10}-USD") for i in range(500)])
+    assert len(calls) == 1
+
+
+def test_published_batch_carries_the_ticks(r, keys: Keys):
+    store = Store(r, keys, publish_ticks=True)
+    pubsub = r.pubsub()
+    pubsub.subscribe(keys.ticks_channel)
+    pubsub.get_message(timeout=1)
+    store.write([Tick("coinbase", "BTC-USD", T0, price="10", bid="9")])
+    message = pubsub.get_message(timeout=5)
+    assert json.loads(message["data"]) == [
+        {"series": "coinbase:BTC-USD", "time": T0, "price": "10", "bid": "9"}]
+    pubsub.close()
+
+
+class TestKeysLeftInRedis:
+    """After each store operation the keys in Redis are exactly the expected set."""
+
+    def test_after_write(self, store: Store, r):
+        store.write([Tick("coinbase", "BTC-USD", T0, price="1", bid="0.9"),
+                     Tick("kraken", "ETH-USD", T0, ask="2")])
+        assert set(r.keys("*")) == {
+            "bcx:{coinbase:BTC-USD}:price", "bcx:{coinbase:BTC-USD}:bid",
+            "bcx:{coinbase:BTC-USD}:latest", "bcx:{kraken:ETH-USD}:ask",
+            "bcx:{kraken:ETH-USD}:latest", "bcx:series"}
+        assert r.ttl("bcx:series") == -1  # history is kept by retention, never by TTL
+
+    def test_after_reads(self, store: Store, r):
+        store.write([price(T0, "1")])
+        before = set(r.keys("*"))
+        store.range("coinbase", "BTC-USD", "price")
+        store.latest("coinbase", "BTC-USD")
+        store.series()
+        assert set(r.keys("*")) == before
+
+    def test_after_trimming_everything(self, store: Store, r):
+        store.write([price(T0, "1")])
+        store.trim("coinbase", "BTC-USD", "price", T0 + 1)
+        assert set(r.keys("*")) == {"bcx:{coinbase:BTC-USD}:latest", "bcx:series"}
+
+    def test_custom_prefix(self, r):
+        Store(r, Keys("mon")).write([price(T0, "1")])
+        assert set(r.keys("*")) == {"mon:{coinbase:BTC-USD}:price",
+                                    "mon:{coinbase:BTC-USD}:latest", "mon:series"}
+
+
+@pytest.mark.parametrize("path", ["/0", "/3"])
+def test_connect_with_url_password_and_db(redis_server, path):
+    client = redis_server.client()
+    client.config_set("requirepass", "s3cret")
+    try:
+        remote = connect(f"redis://:s3cret@127.0.0.1:{redis_server.port}{path}")
+        Store(remote).write([price(T0, "1")])
+        assert remote.connection_pool.connection_kwargs["db"] == int(path[1:])
+        assert remote.exists("bcx:series") == 1
+        remote.flushdb()
+        remote.close()
+    finally:
+        authed = connect(f"redis://:s3cret@127.0.0.1:{redis_server.port}/0")
+        authed.config_set("requirepass", "")
+        authed.close()
+
+
+def test_connect_over_unix_socket(tmp_path):
+    server = RedisServer(tmp_path / "unix", unixsocket=tmp_path / "redis.sock")
+    server.start()
+    try:
+        client = connect(f"unix://{tmp_path / 'redis.sock'}?db=2")
+        Store(client).write([price(T0, "1")])
+        assert client.connection_pool.connection_kwargs["db"] == 2
+        assert Store(client).range("coinbase", "BTC-USD", "price") == [(T0, "1")]
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_rediss_url_builds_a_tls_connection():
+    client = connect("rediss://:pw@example.invalid:6380/1")
+    kwargs = client.connection_pool.connection_kwargs
+    assert client.connection_pool.connection_class.__name__ == "SSLConnection"
+    assert kwargs["password"] == "pw" and kwargs["db"] == 1 and kwargs["port"] == 6380
