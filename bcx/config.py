@@ -487,7 +487,7 @@ def from_parser(parser: configparser.ConfigParser, path: str,
         kind, _, item = section.partition(":")
         if kind == "rule" and item:
             rules[item] = _build(RuleConfig(), section, parser, path, env, problems)
-            problems.extend(_rule_problems(rules[item], section, path))
+            problems.extend(rule_problems(rules[item], section, path))
 
     for name in sections.get("tracker", TrackerConfig()).exchanges:
         if not exchanges[name].symbols:
@@ -523,7 +523,7 @@ def _build(base: Any, section: str, parser: configparser.ConfigParser, path: str
     return replace(base, **changes)
 
 
-def _rule_problems(rule: RuleConfig, section: str, path: str) -> list[Problem]:
+def rule_problems(rule: RuleConfig, section: str, path: str) -> list[Problem]:
     problems = []
     if rule.kind != "feed_down" and not rule.series:
         problems.append(Problem(path, section, "series", "",

@@ -1,0 +1,39 @@
+"""The BCX web app: ``create_app()`` builds the Flask app with its API and pages blueprints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from flask_redis import FlaskRedis
+
+from bcx import config as configmod
+from bcx.keys import Keys
+
+redis_client: FlaskRedis = FlaskRedis(decode_responses=True)
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app. ``test_config`` may carry ``BCX_CONFIG`` (a loaded
+    :class:`bcx.config.Config`); otherwise the config is found as every command finds it
+    ($BCX_CONF, /etc/bcx/bcx.conf, ./bcx.conf) and a bad one stops start-up with its message."""
+    app = Flask(__name__, static_folder=None)
+    if test_config:
+        app.config.update(test_config)
+    cfg: configmod.Config = app.config.get("BCX_CONFIG") or configmod.load(
+        app.config.get("BCX_CONFIG_PATH"))
+    app.config["BCX_CONFIG"] = cfg
+    app.config["BCX_KEYS"] = Keys(cfg.redis.prefix)
+    app.config["REDIS_URL"] = cfg.redis.url
+    app.config.setdefault("JSON_SORT_KEYS", False)
+    redis_client.init_app(app, socket_timeout=cfg.redis.socket_timeout,
+                          socket_connect_timeout=cfg.redis.socket_timeout)
+
+    from web import errors
+    from web.api import bp as api_bp
+    from web.pages import bp as pages_bp
+
+    errors.init_app(app)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(pages_bp)
+    return app
