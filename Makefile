@@ -10,8 +10,11 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | md5sum
 # command:package pairs the tests need beyond Redis (browser tests, Highcharts from npm,
 # unit verification).
 TEST_PACKAGES := chromium:chromium npm:npm systemd-analyze:systemd
+# Highcharts Stock for the pages comes from npm at the version package-lock.json pins.
+RUN_PACKAGES := npm:npm
+NODE_STAMP := node_modules/.installed-$(shell cat package.json package-lock.json | md5sum | cut -c1-12)
 
-.PHONY: all setup system venv test lint run demo bench clean
+.PHONY: all setup system venv node test lint run demo bench install uninstall clean
 
 all: test
 
@@ -26,7 +29,15 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
-setup: system venv
+# npm ci installs exactly the lock file (it empties node_modules first, old stamps with it);
+# --prefer-offline reuses npm's cache when the registry is unreachable.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --prefer-offline
+	@touch $@
+
+node: $(NODE_STAMP)
+
+setup: system venv node
 
 test: export BCX_EXTRA_PACKAGES = $(TEST_PACKAGES)
 test: setup
@@ -36,11 +47,26 @@ test: setup
 lint: venv
 	$(BIN)/ruff check .
 
+run: export BCX_EXTRA_PACKAGES = $(RUN_PACKAGES)
 run: setup
 	$(BIN)/python -m bcx.devstack
 
+# The same stack against looping local replays (Procfile.demo): no exchange access needed.
+demo: export BCX_EXTRA_PACKAGES = $(RUN_PACKAGES)
+demo: setup
+	$(BIN)/python -m bcx.demo var/demo/coinbase_demo.session.jsonl
+	$(BIN)/python -m bcx.devstack --procfile Procfile.demo
+
 bench: setup
 	$(BIN)/python bench/store_bench.py
+	$(BIN)/python bench/history_bench.py
+
+# Boot-time services (README "Install as a service"); both honour DESTDIR and are idempotent.
+install: venv
+	@DESTDIR="$(DESTDIR)" BCX_BUILD_PYTHON="$(abspath $(BIN))/python" scripts/install.sh install
+
+uninstall:
+	@DESTDIR="$(DESTDIR)" PURGE="$(PURGE)" scripts/install.sh uninstall
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache build *.egg-info

@@ -73,5 +73,106 @@ def config_sample() -> None:
     click.echo(sample_config(), nl=False)
 
 
+def _duration_arg(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    from bcx.timeutil import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise click.BadParameter("expected a duration such as 500ms, 30s or 2m") from None
+
+
+def _instant_arg(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    from bcx.timeutil import parse_instant
+
+    if value is None:
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError:
+        raise click.BadParameter("expected epoch seconds, epoch milliseconds or ISO-8601") from None
+
+
+@main.command()
+@config_option
+@click.option("--component", "components", multiple=True, metavar="NAME",
+              help="Check only this component (repeatable; 'watcher' means both its threads).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--wait", default=None, metavar="DURATION", callback=_duration_arg,
+              help="Wait up to DURATION for heartbeats written after this command started.")
+@click.option("--since", default=None, metavar="INSTANT", callback=_instant_arg,
+              help="Count only heartbeats written at or after INSTANT (epoch s/ms, ISO-8601).")
+def status(config_path: str | None, components: tuple[str, ...], as_json: bool,
+           wait: float | None, since: int | None) -> None:
+    """Each component's health from its heartbeat; exit 0 all up, 1 one down, 3 no Redis."""
+    from bcx import status as statusmod
+
+    raise SystemExit(statusmod.run(load_config(config_path), components, as_json, wait, since))
+
+
+@main.command()
+@config_option
+def server(config_path: str | None) -> None:
+    """Deliver trigger events (log, webhook, command) at least once until SIGTERM."""
+    from bcx.server.run import run
+
+    raise SystemExit(run(load_config(config_path)))
+
+
+@main.command()
+@click.argument("session", type=click.Path(exists=True, dir_okay=False))
+@click.option("--exchange", type=click.Choice(configmod.EXCHANGES), default=None,
+              help="The session's exchange (default: from its file name or connect URL).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535),
+              help="Port; 0 picks a free one. The URL is printed as the first stdout line.")
+@click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Recorded pace times this factor; 0 sends as fast as possible.")
+@click.option("--loop", is_flag=True, help="Repeat forever, times shifted to now.")
+@click.option("--strict-symbols", is_flag=True,
+              help="Refuse subscriptions to symbols the recording does not carry.")
+def replay(session: str, exchange: str | None, host: str, port: int, speed: float, loop: bool,
+           strict_symbols: bool) -> None:
+    """Serve a recorded SESSION (*.session.jsonl) as a local exchange websocket until SIGTERM."""
+    from bcx.replay import run
+
+    try:
+        run(session, exchange, host, port, speed, loop, strict_symbols)
+    except (ValueError, RuntimeError) as exc:
+        click.echo(f"bcx replay: {exc}", err=True)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+@main.command()
+@config_option
+def tracker(config_path: str | None) -> None:
+    """Stream the configured exchanges into Redis until SIGTERM; flush and exit 0."""
+    from bcx.tracker.run import run
+
+    raise SystemExit(run(load_config(config_path)))
+
+
+@main.command()
+@config_option
+def watcher(config_path: str | None) -> None:
+    """Keep history bounded (roll-ups, retention, archive) and evaluate alert rules."""
+    from bcx.watcher.run import run
+
+    raise SystemExit(run(load_config(config_path)))
+
+
+@main.command()
+@config_option
+@click.option("--bind", default=None, metavar="HOST:PORT", help="Override [web] bind.")
+@click.option("--debug", is_flag=True, help="Flask debug mode with reloader (never in production).")
+def web(config_path: str | None, bind: str | None, debug: bool) -> None:
+    """Serve the web app and API on the development server (production: gunicorn)."""
+    from web.devserver import run
+
+    run(load_config(config_path), bind, debug)
+
+
 if __name__ == "__main__":
     main()

@@ -362,6 +362,8 @@ class WebConfig:
     sse_keepalive: float = opt(15.0, _duration(1), "Keep-alive comment period on the SSE stream.")
     workers: int = opt(2, _int_min(1), "gunicorn worker processes.")
     threads: int = opt(16, _int_min(1), "Threads per gunicorn worker (each SSE client holds one).")
+    heartbeat_ttl: float = opt(30.0, _duration(1),
+                               "Lifetime of the web app's heartbeat key (written by gunicorn).")
 
 
 SECTIONS: dict[str, type] = {

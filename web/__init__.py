@@ -25,9 +25,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config["BCX_CONFIG"] = cfg
     app.config["BCX_KEYS"] = Keys(cfg.redis.prefix)
     app.config["REDIS_URL"] = cfg.redis.url
-    app.config.setdefault("JSON_SORT_KEYS", False)
+    # Flask's default is no limit; request bodies here are small rule documents.
+    app.config["MAX_CONTENT_LENGTH"] = app.config.get("MAX_CONTENT_LENGTH") or 64 * 1024
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     redis_client.init_app(app, socket_timeout=cfg.redis.socket_timeout,
                           socket_connect_timeout=cfg.redis.socket_timeout)
+    # flask-redis keeps one client per extension object, and the next create_app() replaces
+    # it; each app keeps its own so apps built for different configs never share one.
+    app.extensions["bcx_redis"] = redis_client._redis_client
 
     from web import errors
     from web.api import bp as api_bp

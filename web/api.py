@@ -1,7 +1,203 @@
-"""The JSON API blueprint at /api/v1.0."""
+"""The JSON API blueprint at /api/v1.0: views parse and check input (``web.params``), call one
+query of ``bcx.query`` / ``bcx.aggregate`` / ``bcx.rulebook`` and shape the JSON."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import hmac
+from typing import Any
+
+import redis
+from flask import Blueprint, Response, abort, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from bcx import aggregate, query, rulebook
+from bcx.config import FIELDS, Config
+from bcx.keys import Keys
+from bcx.server.history import recent_alerts
+from bcx.store import Store
+from bcx.timeutil import now_ms
+from web import openapi, params, sse
+from web.errors import error_response
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1.0")
+
+DAY_MS = 86_400_000
+ALERTS_MAX = 1000
+MAX_INTERVAL_S = 365 * 86400
+
+
+def _cfg() -> Config:
+    return current_app.config["BCX_CONFIG"]
+
+
+def _keys() -> Keys:
+    return current_app.config["BCX_KEYS"]
+
+
+def _connection() -> redis.Redis:
+    return current_app.extensions["bcx_redis"]
+
+
+def _store() -> Store:
+    return Store(_connection(), _keys())
+
+
+def _rollups() -> list[int]:
+    return [int(interval) for interval, _ in _cfg().watcher.rollups]
+
+
+def _series(exchange: str, symbol: str) -> tuple[str, str]:
+    """The normalised series of the path, or 404 when Redis has never seen it."""
+    exchange, symbol = exchange.lower(), symbol.upper()
+    if not _store().has_series(exchange, symbol):
+        abort(404, f"unknown series {exchange}:{symbol}")
+    return exchange, symbol
+
+
+def _args(*allowed: str) -> Any:
+    params.check_known(request.args, allowed)
+    return request.args
+
+
+@bp.get("/series")
+def series_list() -> Response:
+    _args()
+    return jsonify(series=query.overview(_store(), now_ms(), _cfg().web.stale_after))
+
+
+@bp.get("/series/<exchange>/<symbol>/latest")
+def latest(exchange: str, symbol: str) -> Response:
+    _args()
+    exchange, symbol = _series(exchange, symbol)
+    found = _store().latest(exchange, symbol) or {}
+    return jsonify(query.latest_view(found, now_ms()))
+
+
+@bp.get("/series/<exchange>/<symbol>/history")
+def history(exchange: str, symbol: str) -> Response:
+    args = _args("field", "start", "end", "limit")
+    cap = _cfg().web.history_cap
+    field = params.choice(args, "field", FIELDS, "price")
+    start, end = params.time_range(args, None, None)
+    limit = params.integer(args, "limit", cap, 1, cap)
+    exchange, symbol = _series(exchange, symbol)
+    return jsonify(query.history(_store(), exchange, symbol, field, start, end, limit))
+
+
+@bp.get("/series/<exchange>/<symbol>/ohlc")
+def ohlc(exchange: str, symbol: str) -> Response:
+    args = _args("field", "start", "end", "interval")
+    field = params.choice(args, "field", FIELDS, "price")
+    start, end = _default_day(args)
+    interval = params.interval(args, "interval", MAX_INTERVAL_S)
+    exchange, symbol = _series(exchange, symbol)
+    return jsonify(aggregate.candles(_connection(), _keys(), _store(), exchange, symbol, field,
+                                     interval, start, end, _rollups()))
+
+
+@bp.get("/series/<exchange>/<symbol>/stats")
+def stats(exchange: str, symbol: str) -> Response:
+    args = _args("field", "start", "end")
+    field = params.choice(args, "field", FIELDS, "price")
+    start, end = _default_day(args)
+    exchange, symbol = _series(exchange, symbol)
+    return jsonify(aggregate.stats(_connection(), _keys(), _store(), exchange, symbol, field,
+                                   start, end, _rollups()))
+
+
+def _default_day(args: Any) -> tuple[int, int]:
+    """``start``/``end`` with the last 24 h as default (a missing start is end - 24 h)."""
+    end = params.instant(args, "end", now_ms())
+    assert end is not None
+    start = params.instant(args, "start", max(0, end - DAY_MS))
+    assert start is not None
+    if start > end:
+        raise params.ParamError("start", "must not be after end")
+    return start, end
+
+
+@bp.get("/alerts")
+def alerts() -> Response:
+    args = _args("limit")
+    limit = params.integer(args, "limit", 50, 1, ALERTS_MAX)
+    return jsonify(alerts=recent_alerts(_connection(), _keys(), limit))
+
+
+@bp.get("/rules")
+def rules() -> Response:
+    _args()
+    found = rulebook.all_rules(_connection(), _keys(), _cfg())
+    return jsonify(rules=[rule.to_dict() for rule in found])
+
+
+@bp.post("/rules")
+def add_rule() -> tuple[Response, int]:
+    _args()
+    _authorise()
+    document = request.get_json(silent=True)
+    try:
+        rule = rulebook.save_rule(_connection(), _keys(), document)
+    except rulebook.RuleError as exc:
+        raise query.QueryError(exc.field, str(exc).partition(": ")[2]) from None
+    return jsonify(rule.to_dict()), 201
+
+
+@bp.delete("/rules/<rule_id>")
+def delete_rule(rule_id: str) -> Response:
+    _args()
+    _authorise()
+    if rule_id.startswith(rulebook.CONFIG_PREFIX):
+        abort(409, f"rule {rule_id} is defined in bcx.conf; remove it there")
+    if not rulebook.delete_rule(_connection(), _keys(), rule_id):
+        abort(404, f"no rule {rule_id}")
+    return Response(status=204)
+
+
+def _authorise() -> None:
+    """Writes need ``Authorization: Bearer <[web] api_token>``; no token configured means
+    writes are off (403), a missing or wrong one is 401. Compared in constant time."""
+    token = _cfg().web.api_token
+    if not token:
+        abort(403, "rule writes are disabled: set [web] api_token in bcx.conf to enable them")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                             token.encode()):
+        response, status = error_response(401, "a valid 'Authorization: Bearer <token>' "
+                                               "header is required for rule writes")
+        response.status_code = status
+        response.headers["WWW-Authenticate"] = 'Bearer realm="bcx"'
+        raise HTTPException(response=response)
+
+
+@bp.get("/health")
+def health() -> tuple[Response, int]:
+    _args()
+    report = query.health(_connection(), _keys(), _store(), now_ms(), _cfg().web.stale_after,
+                          exchanges=tuple(_cfg().exchanges))
+    return jsonify(report), 200 if report["healthy"] else 503
+
+
+@bp.get("/stream")
+def stream() -> Response:
+    args = _args("series")
+    wanted = params.series_filter(args, "series")
+    cfg = _cfg()
+    pubsub = sse.subscribe(_connection(), _keys(), cfg.redis.socket_timeout)
+    response = Response(sse.events(pubsub, _keys(), wanted, cfg.web.sse_keepalive),
+                        mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"  # proxies must pass events on at once
+    # A body the server never started iterating is closed without running its finally.
+    response.call_on_close(pubsub.close)
+    return response
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Response:
+    _args()
+    return jsonify(openapi.document(_cfg()))
+
+
+@bp.errorhandler(query.QueryError)
+def bad_parameter(exc: query.QueryError) -> tuple[Response, int]:
+    return error_response(400, f"{exc.param}: {exc.message}", parameter=exc.param)

@@ -1,0 +1,80 @@
+"""Small pieces every adapter needs: JSON decoding that reports broken frames, sequence-gap
+counting, and dictionary access that turns a missing field into :class:`MalformedFrame`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bcx.exchanges.base import MalformedFrame
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def loads(raw: str, parse_float: Callable[[str], Any] | None = None,
+          parse_int: Callable[[str], Any] | None = None) -> Any:
+    """The decoded frame; text that is not JSON is a broken frame."""
+    try:
+        return json.loads(raw, parse_float=parse_float, parse_int=parse_int)
+    except (ValueError, TypeError) as exc:
+        raise MalformedFrame(f"not JSON: {exc}") from None
+
+
+def field(doc: dict[str, Any], name: str, kind: type | tuple[type, ...] = str) -> Any:
+    """``doc[name]``, which must be of ``kind``; anything else makes the frame malformed."""
+    value = doc.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise MalformedFrame(f"field {name!r}: expected {kind}, got {value!r}")
+    return value
+
+
+def decimal_text(value: Any, what: str) -> str:
+    """A price as the decimal string the venue sent; rejects what is not a number."""
+    if not isinstance(value, str):
+        raise MalformedFrame(f"{what}: expected a decimal string, got {value!r}")
+    try:
+        float(value)
+    except ValueError:
+        raise MalformedFrame(f"{what}: not a number: {value!r}") from None
+    return value
+
+
+def iso_to_ms(text: Any) -> int:
+    """RFC 3339 ``2021-04-17T16:43:30.244075Z`` -> epoch ms (truncated, never via float)."""
+    if not isinstance(text, str):
+        raise MalformedFrame(f"time: expected a string, got {text!r}")
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise MalformedFrame(f"time: not ISO-8601: {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - _EPOCH) // _MS
+
+
+def ms_to_iso(ms: int, digits: int = 6) -> str:
+    """Epoch ms -> ``2021-04-17T16:43:30.244000Z`` with ``digits`` fractional digits."""
+    when = _EPOCH + ms * _MS
+    text = when.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return (text[: len(text) - 6 + digits] if digits else text[: -7]) + "Z"
+
+
+class GapCounter:
+    """Last contiguous id per key: ``observe`` answers how many ids were skipped.
+
+    An id at or below the last one (a replayed or out-of-order frame) is no gap and does not
+    move the counter back.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[Any, int] = {}
+
+    def observe(self, key: Any, seq: int) -> int:
+        last = self._last.get(key)
+        if last is not None and seq <= last:
+            return 0
+        self._last[key] = seq
+        return 0 if last is None else seq - last - 1

@@ -1,0 +1,134 @@
+"""Read-side queries behind the API: latest values with their age, capped raw history and
+health. Stored decimal strings become floats only here, at the edge where JSON
+numbers are produced (Highcharts plots numbers)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import redis
+
+from bcx import heartbeat
+from bcx.keys import Keys, series_id
+from bcx.store import Store
+
+FIELDS = ("price", "bid", "ask")
+
+
+class QueryError(ValueError):
+    """A query that cannot be answered as asked; ``param`` names the parameter to fix."""
+
+    def __init__(self, param: str, message: str):
+        self.param = param
+        self.message = message
+        super().__init__(f"{param}: {message}")
+
+
+def num(text: str | None) -> float | None:
+    """A stored decimal string as a JSON-safe float (None when absent or not finite)."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def spread(bid: str | None, ask: str | None) -> float | None:
+    """``ask - bid`` computed in decimal so ``0.3 - 0.1`` reads ``0.2``, not ``0.19999…``."""
+    if bid is None or ask is None:
+        return None
+    try:
+        return num(str(Decimal(ask) - Decimal(bid)))
+    except InvalidOperation:
+        return None
+
+
+def latest_view(found: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """``{time, price, bid, ask, spread, age_s}`` from a decoded latest-values hash."""
+    time_ms = found.get("time")
+    return {
+        "time": time_ms,
+        "price": num(found.get("price")),
+        "bid": num(found.get("bid")),
+        "ask": num(found.get("ask")),
+        "spread": spread(found.get("bid"), found.get("ask")),
+        "age_s": None if time_ms is None else round(max(0, now_ms - time_ms) / 1000, 3),
+    }
+
+
+def overview(store: Store, now_ms: int, stale_after_s: float) -> list[dict[str, Any]]:
+    """Every known series with its latest values, age and whether it is stale."""
+    names = store.series()
+    out = []
+    for (exchange, symbol), found in zip(names, store.latest_many(names), strict=True):
+        view = latest_view(found or {}, now_ms)
+        age = view["age_s"]
+        out.append({"series": series_id(exchange, symbol), "exchange": exchange,
+                    "symbol": symbol, **view,
+                    "stale": age is None or age > stale_after_s})
+    return out
+
+
+def history(store: Store, exchange: str, symbol: str, field: str, start_ms: int | None,
+            end_ms: int | None, limit: int) -> dict[str, Any]:
+    """At most ``limit`` points of the range, oldest first. When the range holds more, the
+    newest ``limit`` are returned with ``truncated`` set and ``next_end``: ask again with
+    ``end=next_end`` to page further back."""
+    found = store.range(exchange, symbol, field, start_ms, end_ms, limit=limit + 1,
+                        newest_first=True)
+    truncated = len(found) > limit
+    found = found[:limit]
+    found.reverse()
+    points = [[ms, value] for ms, value in ((ms, num(text)) for ms, text in found)
+              if value is not None]
+    return {"series": series_id(exchange, symbol), "field": field, "start": start_ms,
+            "end": end_ms, "count": len(points), "truncated": truncated,
+            "next_end": found[0][0] - 1 if truncated and found else None, "points": points}
+
+
+def health(connection: redis.Redis, keys: Keys, store: Store, now_ms: int,
+           stale_after_s: float, exchanges: Iterable[str] = ()) -> dict[str, Any]:
+    """Each component's heartbeat (up while its TTL key lives), each series' staleness and
+    the tracker's feed statistics of each exchange (configured or seen) that has any;
+    ``healthy`` only when every known component is up and no series is stale."""
+    components = {}
+    for name, beat in heartbeat.read_all(connection, keys).items():
+        components[name] = {"up": beat is not None,
+                            "age_s": None if beat is None else beat.get("age_s"),
+                            "pid": None if beat is None else _int(beat.get("pid")),
+                            "host": None if beat is None else beat.get("host")}
+    series = [{"series": item["series"], "time": item["time"], "age_s": item["age_s"],
+               "stale": item["stale"]}
+              for item in overview(store, now_ms, stale_after_s)]
+    healthy = (all(item["up"] for item in components.values())
+               and not any(item["stale"] for item in series))
+    names = sorted(set(exchanges) | {item["series"].partition(":")[0] for item in series})
+    return {"healthy": healthy, "redis": "up", "stale_after_s": stale_after_s,
+            "components": components, "series": series,
+            "exchanges": tracker_stats(connection, keys, names)}
+
+
+def tracker_stats(connection: redis.Redis, keys: Keys,
+                  exchanges: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """exchange -> its tracker stats hash (numbers as ints), for those that have one."""
+    pipe = connection.pipeline(transaction=False)
+    for name in exchanges:
+        pipe.hgetall(keys.tracker_stats(name))
+    out = {}
+    for name, found in zip(exchanges, pipe.execute(), strict=True):
+        if found:
+            out[name] = {key: value if _int(value) is None else _int(value)
+                         for key, value in found.items()}
+    return out
+
+
+def _int(text: Any) -> int | None:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,242 @@
+"""The delivery loop: reads the trigger-event stream through a consumer group and hands each
+event to every notifier, at least once.
+
+An entry is acknowledged (XACK, in the same transaction that records it in the alert history
+and dead-letter list) only after every notifier has delivered it or given up on it. On start
+the consumer first re-delivers its own pending entries (a crash between delivery and XACK),
+then claims entries another consumer left pending for longer than ``claim_idle`` (a consumer
+that died), then reads new entries one at a time, so a warm shutdown never strands an entry
+in its pending list.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from bcx.config import ServerConfig
+from bcx.events import TriggerEvent
+from bcx.heartbeat import Heartbeat
+from bcx.keys import Keys
+from bcx.lifecycle import Backoff
+from bcx.server import history
+from bcx.server.notifiers import DeliveryError, Notifier
+from bcx.timeutil import now_ms
+
+log = logging.getLogger(__name__)
+
+PENDING_BATCH = 50
+CLAIM_BATCH = 10
+# A consumer with nothing pending that has not read for this long is gone: remove it so the
+# group's consumer list (HOSTNAME-PID names by default) does not grow with every restart.
+FORGET_IDLE_S = 3600.0
+
+Entry = tuple[str, "dict[str, str] | None"]
+
+
+class Consumer:
+    """One member of the server's consumer group. ``run()`` delivers until ``stop`` is set and
+    returns after finishing the event in hand."""
+
+    def __init__(self, connection: redis.Redis, keys: Keys, server: ServerConfig,
+                 notifiers: Sequence[Notifier], stop: threading.Event, *, name: str,
+                 block_ms: int = 1000, heartbeat: Heartbeat | None = None):
+        self.connection = connection
+        self.keys = keys
+        self.server = server
+        self.notifiers = list(notifiers)
+        self.stop = stop
+        self.name = name
+        self.block_ms = block_ms
+        self.heartbeat = heartbeat
+        self.stream = keys.events_stream
+        self.group = server.group
+        self.claim_every = max(1.0, server.claim_idle / 2)
+        self.beat_every = max(0.5, (heartbeat.ttl_ms / 3000) if heartbeat else 10.0)
+        self.backoff = Backoff(0.2, 30.0)
+        self.stats = {"handled": 0, "failures": 0, "claimed": 0}
+        self.last_event_ms = 0
+        self._next_claim = 0.0
+        self._next_beat = 0.0
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> None:
+        joined = False
+        while not self.stop.is_set():
+            try:
+                self.beat_if_due()
+                if not joined:
+                    self.ensure_group()
+                    self.deliver_own_pending()
+                    joined = True
+                if time.monotonic() >= self._next_claim:
+                    self.claim_abandoned()
+                    self._next_claim = time.monotonic() + self.claim_every
+                self.read_new()
+                self.backoff.reset()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                delay = self.backoff.next()
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+                self.stop.wait(delay)
+                # A read whose reply was lost left its entry pending on this consumer.
+                joined = False
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
+                    raise
+                # The stream or group vanished (Redis restarted without persistence, or
+                # someone deleted the key): create it again and start over.
+                log.warning("consumer group %s is gone (%s); recreating it", self.group, exc)
+                joined = False
+
+    def ensure_group(self) -> None:
+        """Create the group at id 0 (so a first start delivers everything already in the
+        stream) together with the stream; an existing group is kept as it is."""
+        try:
+            self.connection.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+            log.info("created consumer group %s on %s", self.group, self.stream)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def deliver_own_pending(self) -> None:
+        """Entries this consumer name read but never acknowledged (it crashed mid-delivery)."""
+        cursor = "0"
+        while not self.stop.is_set():
+            entries = self._entries(self.connection.xreadgroup(
+                self.group, self.name, {self.stream: cursor}, count=PENDING_BATCH))
+            if not entries:
+                return
+            log.info("re-delivering %d pending event(s) of consumer %s", len(entries),
+                     self.name)
+            for entry_id, fields in entries:
+                if self.stop.is_set():
+                    return
+                self.handle(entry_id, fields)
+                cursor = entry_id
+
+    def claim_abandoned(self) -> None:
+        """Take over entries other consumers have left unacknowledged for ``claim_idle``."""
+        idle_ms = int(self.server.claim_idle * 1000)
+        cursor = "0-0"
+        while not self.stop.is_set():
+            reply = self.connection.xautoclaim(self.stream, self.group, self.name, idle_ms,
+                                               start_id=cursor, count=CLAIM_BATCH)
+            cursor, claimed = reply[0], reply[1]
+            deleted = reply[2] if len(reply) > 2 else []
+            if deleted:
+                log.error("%d pending event(s) were trimmed from the stream before delivery: "
+                          "%s", len(deleted), ", ".join(deleted[:10]))
+            if claimed:
+                log.info("claimed %d event(s) left pending by another consumer", len(claimed))
+                self.stats["claimed"] += len(claimed)
+            for entry_id, fields in claimed:
+                if self.stop.is_set():
+                    return
+                self.handle(entry_id, fields)
+            if cursor == "0-0":
+                break
+        self.forget_departed()
+
+    def forget_departed(self) -> None:
+        forget_ms = max(FORGET_IDLE_S, 2 * self.server.claim_idle) * 1000
+        for info in self.connection.xinfo_consumers(self.stream, self.group):
+            if (info["name"] != self.name and int(info["pending"]) == 0
+                    and int(info["idle"]) > forget_ms):
+                self.connection.xgroup_delconsumer(self.stream, self.group, info["name"])
+                log.info("removed departed consumer %s from group %s", info["name"], self.group)
+
+    def read_new(self) -> None:
+        """Block (briefly, so a stop request is seen promptly) for one new entry. One at a
+        time: an entry read is an entry handled before the next stop check."""
+        reply = self.connection.xreadgroup(self.group, self.name, {self.stream: ">"}, count=1,
+                                           block=self.block_ms)
+        for entry_id, fields in self._entries(reply):
+            self.handle(entry_id, fields)
+
+    @staticmethod
+    def _entries(reply: Any) -> list[Entry]:
+        if not reply:
+            return []
+        if isinstance(reply, dict):  # RESP3 shape
+            return [entry for entries in reply.values() for entry in entries[0]]
+        return [entry for _stream, entries in reply for entry in entries]
+
+    # ------------------------------------------------------------------ one event
+    def handle(self, entry_id: str, fields: dict[str, str] | None) -> None:
+        """Deliver one entry through every notifier, then record and acknowledge it."""
+        self.beat_if_due()  # a long backlog must not let the heartbeat expire
+        if not fields:
+            # Trimmed from the capped stream while pending: nothing left to deliver.
+            log.error("event %s was trimmed from the stream before delivery", entry_id)
+            self._commit(entry_id, lambda pipe: None)
+            return
+        try:
+            event = TriggerEvent.from_json(fields.get("event") or "")
+            payload = event.to_json()
+        except (TypeError, ValueError, AttributeError) as exc:
+            error = f"not a trigger event: {type(exc).__name__}: {exc}"
+            log.error("stream entry %s: %s", entry_id, error)
+            self._commit(entry_id, lambda pipe: history.record_undecodable(
+                pipe, self.keys, fields=fields, entry=entry_id, consumer=self.name,
+                error=error, dead_letter_max=self.server.dead_letter_max))
+            return
+        outcomes = [self._deliver(notifier, event, payload) for notifier in self.notifiers]
+        document = json.loads(payload)
+        self._commit(entry_id, lambda pipe: history.record(
+            pipe, self.keys, event=document, entry=entry_id, consumer=self.name,
+            outcomes=outcomes, alerts_max=self.server.alerts_max,
+            dead_letter_max=self.server.dead_letter_max))
+        self.stats["handled"] += 1
+        self.stats["failures"] += sum(not outcome.ok for outcome in outcomes)
+        self.last_event_ms = now_ms()
+
+    def _deliver(self, notifier: Notifier, event: TriggerEvent, payload: str
+                 ) -> history.Outcome:
+        try:
+            notifier.deliver(event, payload)
+        except DeliveryError as exc:
+            log.error("%s gave up on event %s after %d attempt(s): %s", notifier.name, event.id,
+                      exc.attempts, exc)
+            return history.Outcome(notifier.name, False, str(exc), exc.attempts)
+        except Exception as exc:  # noqa: BLE001 - one broken notifier must not stop the others
+            log.exception("%s failed on event %s", notifier.name, event.id)
+            return history.Outcome(notifier.name, False, f"{type(exc).__name__}: {exc}")
+        log.debug("%s delivered event %s", notifier.name, event.id)
+        return history.Outcome(notifier.name, True)
+
+    def _commit(self, entry_id: str, queue: Any) -> None:
+        """Record and XACK in one transaction. The notifiers are done by now, so a Redis outage
+        here is waited out rather than re-delivering; only a stop request gives up, leaving
+        the entry pending for the next start (a duplicate, never a loss)."""
+        backoff = Backoff(0.2, 10.0)
+        while True:
+            try:
+                pipe = self.connection.pipeline(transaction=True)
+                queue(pipe)
+                pipe.xack(self.stream, self.group, entry_id)
+                pipe.execute()
+                return
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if self.stop.is_set():
+                    log.error("could not acknowledge event %s (%s); it stays pending and is "
+                              "delivered again after restart", entry_id, exc)
+                    return
+                delay = backoff.next()
+                log.warning("acknowledging %s failed (%s); retrying in %.1fs", entry_id, exc,
+                            delay)
+                self.stop.wait(delay)
+
+    # ------------------------------------------------------------------ heartbeat
+    def beat_if_due(self) -> None:
+        if self.heartbeat is None or time.monotonic() < self._next_beat:
+            return
+        self.heartbeat.beat(consumer=self.name, group=self.group,
+                            notifiers=",".join(n.name for n in self.notifiers),
+                            last_event_ms=self.last_event_ms, **self.stats)
+        self._next_beat = time.monotonic() + self.beat_every

@@ -1,0 +1,60 @@
+"""``bcx server``: wires config, Redis, notifiers, heartbeat and stop signals to the consumer."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+
+from bcx import config as configmod
+from bcx.heartbeat import Heartbeat
+from bcx.keys import Keys
+from bcx.lifecycle import install_stop_handlers
+from bcx.redisconn import from_config
+from bcx.server import notifiers as notifiersmod
+from bcx.server.consumer import Consumer
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "server"
+EXIT_CONFIG = 2
+
+
+def consumer_name(server: configmod.ServerConfig) -> str:
+    return server.consumer or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def run(config: configmod.Config) -> int:
+    """Deliver trigger events until SIGTERM/SIGINT; 0 after a clean stop, 2 on bad config."""
+    try:
+        notifiers = notifiersmod.build(config.server, config.path or "bcx.conf")
+    except configmod.ConfigError as exc:
+        print(f"bcx: invalid configuration:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    name = consumer_name(config.server)
+    connection = from_config(config.redis, client_name=f"bcx-server:{name}")
+    keys = Keys(config.redis.prefix)
+    stop = threading.Event()
+    install_stop_handlers(stop)
+    heartbeat = Heartbeat(connection, keys, COMPONENT, config.server.heartbeat_ttl)
+    # XREADGROUP's block must end before the socket timeout, and soon enough that a stop
+    # request is seen within about a second.
+    block_ms = max(10, min(1000, int(config.redis.socket_timeout * 500)))
+    consumer = Consumer(connection, keys, config.server, notifiers, stop, name=name,
+                        block_ms=block_ms, heartbeat=heartbeat)
+    log.info("server %s delivering from %s (group %s) via %s", name, keys.events_stream,
+             config.server.group, ", ".join(n.name for n in notifiers) or "no notifier")
+    try:
+        consumer.run()
+    finally:
+        for notifier in notifiers:
+            notifier.close()
+        try:
+            heartbeat.clear()
+        except Exception as exc:  # noqa: BLE001 - Redis may be down; the TTL will expire it
+            log.warning("could not clear the heartbeat: %s", exc)
+        connection.close()
+    log.info("server %s stopped after %d event(s)", name, consumer.stats["handled"])
+    return 0

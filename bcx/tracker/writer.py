@@ -1,0 +1,249 @@
+"""The tracker's one Redis thread: batches ticks into the store, holds them in a bounded
+buffer while Redis is unreachable, and writes stats, gap counts, the heartbeat and feed
+events.
+
+Feed threads only ever call :meth:`Writer.submit` and :meth:`Writer.publish_event`, which
+never block on Redis, so a Redis outage never stalls a websocket.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+
+import redis
+
+from bcx.config import TrackerConfig
+from bcx.events import TriggerEvent, publish
+from bcx.heartbeat import Heartbeat
+from bcx.keys import Keys
+from bcx.lifecycle import Backoff
+from bcx.store import Store
+from bcx.ticks import Tick
+from bcx.tracker.stats import DropLog, FeedStats, Latency
+
+log = logging.getLogger(__name__)
+
+# Redis retry delays: short, because the buffer, not the delay, bounds what an outage costs.
+RETRY_INITIAL = 0.05
+RETRY_MAX = 1.0
+# Frames a feed may queue ahead of the writer before it waits (at least two batches).
+INBOX_MIN = 1000
+
+
+class Writer:
+    """Drains submitted ticks into ``store.write`` in batches of at most ``batch_size`` that
+    flush when full or ``flush_interval`` after their first tick arrived."""
+
+    def __init__(self, connection: redis.Redis, keys: Keys, config: TrackerConfig,
+                 feeds: Sequence[FeedStats] = (), stream_maxlen: int = 100000):
+        self.connection = connection
+        self.keys = keys
+        self.config = config
+        self.feeds = list(feeds)
+        self.stream_maxlen = stream_maxlen
+        self.store = Store(connection, keys, publish_ticks=config.publish_ticks)
+        self.heartbeat = Heartbeat(connection, keys, "tracker", config.heartbeat_ttl)
+        self.inbox: queue.SimpleQueue[list[Tick] | None] = queue.SimpleQueue()
+        self.inbox_limit = max(2 * config.batch_size, INBOX_MIN)
+        self.room = threading.Event()
+        self.pending: deque[Tick] = deque()
+        self.pending_since = 0.0
+        self.events: deque[TriggerEvent] = deque()
+        self.written = 0
+        self.dropped = DropLog()
+        self.unlogged_drops = 0
+        self.latency = Latency()
+        self.window = Latency()
+        self.redis_up = True
+        self.retry = Backoff(RETRY_INITIAL, RETRY_MAX)
+        self.retry_at = 0.0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="tracker-writer", daemon=True)
+
+    # ------------------------------------------------------------------ feed side
+    def submit(self, ticks: list[Tick]) -> None:
+        """Hand over one frame's ticks. When the writer falls behind a feed faster than
+        Redis (a replay at full speed), the feed waits here, so the backlog and with it the
+        latency stay bounded and TCP slows the sender."""
+        self.inbox.put(ticks)
+        if self.inbox.qsize() > self.inbox_limit:
+            while self.inbox.qsize() > self.inbox_limit // 2 and not self.stopping.is_set():
+                self.room.clear()
+                self.room.wait(0.05)
+
+    def publish_event(self, event: TriggerEvent) -> None:
+        self.events.append(event)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Flush everything submitted so far and stop; returns False if Redis stayed
+        unreachable and ticks were left unwritten."""
+        self.stopping.set()
+        self.inbox.put(None)
+        self.thread.join(timeout)
+        return not self.thread.is_alive() and not self.pending
+
+    @property
+    def buffered(self) -> int:
+        return len(self.pending)
+
+    # ------------------------------------------------------------------ the loop
+    def _run(self) -> None:
+        next_stats = time.monotonic()
+        stop_deadline: float | None = None
+        while True:
+            now = time.monotonic()
+            if self.stopping.is_set() and stop_deadline is None:
+                # Redis may be down at shutdown: keep retrying briefly, then give up loudly.
+                stop_deadline = now + max(1.0, self.config.flush_interval * 4)
+            self._collect(self._wait_time(now, next_stats))
+            now = time.monotonic()
+            if self.pending and now >= self.retry_at and (
+                    stop_deadline is not None or len(self.pending) >= self.config.batch_size
+                    or now - self.pending_since >= self.config.flush_interval):
+                self._flush()
+            now = time.monotonic()
+            if now >= next_stats:
+                self._write_stats()
+                next_stats = now + self.config.stats_interval
+            if stop_deadline is not None and self.inbox.empty() and (
+                    not self.pending or now >= stop_deadline):
+                break
+        self._finish()
+
+    def _wait_time(self, now: float, next_stats: float) -> float:
+        deadline = next_stats
+        if self.pending:
+            flush_at = max(self.pending_since + self.config.flush_interval, self.retry_at)
+            deadline = min(deadline, flush_at)
+        return min(max(0.0, deadline - now), 0.25)
+
+    def _collect(self, timeout: float) -> None:
+        """Move what the feeds submitted into ``pending``: wait up to ``timeout`` for the first
+        item, then take whatever else is already there, up to a batch while Redis is up."""
+        try:
+            item = self.inbox.get(timeout=timeout) if timeout > 0 else self.inbox.get_nowait()
+        except queue.Empty:
+            return
+        limit = self.config.batch_size if self.redis_up else self.config.buffer_max
+        while True:
+            if item:
+                if not self.pending:
+                    self.pending_since = time.monotonic()
+                self.pending.extend(item)
+            if len(self.pending) >= limit:
+                break
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+        self.room.set()
+        self._enforce_bound()
+
+    def _enforce_bound(self) -> None:
+        excess = len(self.pending) - self.config.buffer_max
+        if excess <= 0:
+            return
+        for _ in range(excess):
+            self.dropped.add(self.pending.popleft())
+        self.unlogged_drops += excess
+
+    def _flush(self) -> None:
+        size = self.config.batch_size
+        while self.pending:
+            batch = [self.pending.popleft() for _ in range(min(size, len(self.pending)))]
+            try:
+                self.store.write(batch)
+            except (redis.RedisError, OSError) as exc:
+                self.pending.extendleft(reversed(batch))
+                self._redis_failed(exc)
+                return
+            acked = time.time_ns()
+            self.latency.add_batch(batch, acked)
+            self.window.add_batch(batch, acked)
+            self.written += len(batch)
+            self._redis_back()
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        delay = self.retry.next()
+        self.retry_at = time.monotonic() + delay
+        if self.redis_up:
+            log.error("Redis unreachable (%s): buffering up to %d ticks and retrying",
+                      exc, self.config.buffer_max)
+        self.redis_up = False
+        self._log_drops()
+
+    def _redis_back(self) -> None:
+        if self.redis_up:
+            return
+        self.redis_up = True
+        self.retry.reset()
+        self.retry_at = 0.0
+        self._log_drops()
+        log.info("Redis reachable again: writing %d buffered ticks", len(self.pending))
+
+    def _log_drops(self) -> None:
+        if not self.unlogged_drops:
+            return
+        log.error("buffer full (%d ticks): dropped %d more ticks, %d in all: %s",
+                  self.config.buffer_max, self.unlogged_drops, self.dropped.total,
+                  self.dropped.describe())
+        self.unlogged_drops = 0
+
+    # ------------------------------------------------------------------ stats and events
+    def _write_stats(self) -> None:
+        """Feed stats, gap deltas, pending feed events and the heartbeat; all best effort,
+        retried at the next interval when Redis is down."""
+        gaps = [(feed, feed.take_gaps()) for feed in self.feeds]
+        try:
+            pipe = self.connection.pipeline(transaction=False)
+            for feed, deltas in gaps:
+                pipe.hset(self.keys.tracker_stats(feed.exchange), mapping=feed.as_hash())
+                for symbol, missed in deltas.items():
+                    pipe.hincrby(self.keys.gaps(feed.exchange), symbol, missed)
+            pipe.execute()
+            while self.events:
+                publish(self.connection, self.keys, self.events[0], self.stream_maxlen)
+                self.events.popleft()
+            if not self.stopping.is_set():
+                self.heartbeat.beat(**self._heartbeat_info())
+        except (redis.RedisError, OSError) as exc:
+            for feed, deltas in gaps:
+                feed.return_gaps(deltas)
+            log.debug("stats not written: %s", exc)
+            return
+        self.window.reset()
+
+    def _heartbeat_info(self) -> dict[str, object]:
+        p50 = self.window.percentile(50)
+        p99 = self.window.percentile(99)
+        return {
+            "exchanges": " ".join(feed.exchange for feed in self.feeds),
+            "connected": " ".join(feed.exchange for feed in self.feeds if feed.connected),
+            "written": self.written, "buffered": len(self.pending),
+            "dropped": self.dropped.total,
+            "latency_p50_ms": "" if p50 is None else round(p50, 1),
+            "latency_p99_ms": "" if p99 is None else round(p99, 1),
+        }
+
+    def _finish(self) -> None:
+        if self.pending:
+            log.error("stopping with Redis unreachable: %d ticks not written", len(self.pending))
+        self._log_drops()
+        for feed in self.feeds:
+            feed.connected = False
+        self._write_stats()
+        try:
+            self.heartbeat.clear()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("heartbeat not cleared: %s", exc)
+        log.info("writer stopped: %d ticks written, %d dropped", self.written,
+                 self.dropped.total)

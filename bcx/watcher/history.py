@@ -1,0 +1,245 @@
+"""The history manager: incremental OHLC roll-ups and trimming each history to its retention.
+
+Roll-ups are rebuilt bucket by bucket from a watermark, so a pass costs in proportion to the
+data that arrived since the last one, not to the history:
+
+* The watermark of a (series, field, interval) is the start of its newest, still open bucket
+  (epoch ms, ``bcx.rollups.watermark_field``): every bucket before it is complete. A pass
+  re-reads the source from ``watermark - late_grace`` (rounded down to a bucket start) and
+  rewrites every bucket from there on, so a tick arriving up to ``late_grace`` late lands in
+  the right bucket; a later one stays in the raw history only.
+* The finest interval is built from raw ticks. A coarser interval that is a multiple of a finer
+  one is built from that roll-up's candles (an hour is 60 one-minute candles), so it never
+  re-reads an hour of raw ticks.
+* Without a watermark (first pass) the whole source is read, in pages that end on bucket
+  boundaries, and the watermark is written with the last page.
+* Each trim records its cutoff in the same hash (``trimmed:<field>[:<interval>]``); a bucket
+  the cutoff falls in is never rebuilt from the part of its source that is left.
+
+Values stay the exchange's decimal strings; they are compared as ``Decimal``.
+
+Trimming deletes raw points older than ``raw_retention`` and candles whose bucket starts before
+the roll-up's retention. With an :class:`~bcx.watcher.archive.Archive` the raw points are read,
+archived and only then removed (by exact member), a page at a time: a crash between the two
+leaves the points in Redis, and archiving them again is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from decimal import Decimal
+
+import redis
+
+from bcx.config import WatcherConfig
+from bcx.keys import Keys
+from bcx.rollups import Candle, watermark_field
+from bcx.store import FIELDS, Store
+from bcx.ticks import Point, parse_member
+from bcx.watcher.archive import Archive
+
+log = logging.getLogger(__name__)
+
+PAGE = 20_000  # source items read per round trip
+
+
+def floor_to(ms: int, interval_ms: int) -> int:
+    return ms - ms % interval_ms
+
+
+def candles_from_points(points: Iterable[Point], interval_s: int) -> list[Candle]:
+    """OHLC candles of time-ordered raw points, one per non-empty bucket."""
+    step = interval_s * 1000
+    out: list[Candle] = []
+    start = -1
+    open_ = high = low = close = ""
+    high_d = low_d = Decimal(0)
+    count = 0
+    for ms, value in points:
+        bucket = floor_to(ms, step)
+        number = Decimal(value)
+        if bucket != start:
+            if count:
+                out.append(Candle(start, open_, high, low, close, count))
+            start, open_, high, low, high_d, low_d, count = (bucket, value, value, value,
+                                                             number, number, 0)
+        elif number > high_d:
+            high, high_d = value, number
+        elif number < low_d:
+            low, low_d = value, number
+        close = value
+        count += 1
+    if count:
+        out.append(Candle(start, open_, high, low, close, count))
+    return out
+
+
+def candles_from_candles(candles: Iterable[Candle], interval_s: int) -> list[Candle]:
+    """Merge time-ordered finer candles into candles of ``interval_s``."""
+    step = interval_s * 1000
+    out: list[Candle] = []
+    group: list[Candle] = []
+    for candle in candles:
+        if group and floor_to(candle.start_ms, step) != floor_to(group[0].start_ms, step):
+            out.append(_merge(group, step))
+            group = []
+        group.append(candle)
+    if group:
+        out.append(_merge(group, step))
+    return out
+
+
+def _merge(group: Sequence[Candle], step: int) -> Candle:
+    high = max((candle.high for candle in group), key=Decimal)
+    low = min((candle.low for candle in group), key=Decimal)
+    return Candle(floor_to(group[0].start_ms, step), group[0].open, high, low, group[-1].close,
+                  sum(candle.count for candle in group))
+
+
+class HistoryManager:
+    """One pass of roll-ups (``rollup_pass``) or trimming (``trim_pass``) over every known
+    series, at an instant the caller supplies (the clock is injected by the thread loop)."""
+
+    def __init__(self, connection: redis.Redis, keys: Keys, config: WatcherConfig,
+                 archive: Archive | None = None, page: int = PAGE):
+        self.connection = connection
+        self.keys = keys
+        self.config = config
+        self.store = Store(connection, keys)
+        self.archive = archive
+        self.page = page
+        self.intervals = [int(interval) for interval, _ in config.rollups]
+
+    # ------------------------------------------------------------------ roll-ups
+    def rollup_pass(self, now_ms: int) -> int:
+        """Bring every roll-up up to date; returns the number of candles written."""
+        written = 0
+        for exchange, symbol in self.store.series():
+            for field in FIELDS:
+                for interval in self.intervals:
+                    written += self.rollup(exchange, symbol, field, interval, now_ms)
+        return written
+
+    def source_interval(self, interval: int) -> int | None:
+        """The coarsest finer configured interval dividing ``interval``; None means raw."""
+        finer = [other for other in self.intervals if other < interval and interval % other == 0]
+        return max(finer) if finer else None
+
+    def rollup(self, exchange: str, symbol: str, field: str, interval: int, now_ms: int) -> int:
+        step = interval * 1000
+        source = self.source_interval(interval)
+        source_key = (self.keys.raw(exchange, symbol, field) if source is None
+                      else self.keys.rollup(exchange, symbol, field, source))
+        found_mark, trimmed = self.connection.hmget(
+            self.keys.watermark(exchange, symbol),
+            [watermark_field(field, interval), trimmed_field(field, source)])
+        mark = None if found_mark is None else int(found_mark)
+        if mark is None:
+            first = self.connection.zrange(source_key, 0, 0, withscores=True)
+            if not first:
+                return 0
+            start = floor_to(round(first[0][1] * 1000), step)
+        else:
+            start = floor_to(mark - int(self.config.late_grace * 1000), step)
+        if trimmed is not None:
+            # A bucket the source's trimming cut into is never rebuilt from what is left (only
+            # possible with a source retention shorter than late_grace plus an interval).
+            start = max(start, -floor_to(-int(trimmed), step))
+        target = self.keys.rollup(exchange, symbol, field, interval)
+        new_mark = floor_to(now_ms, step)
+        written = 0
+        for page_start, page_end, items in self._pages(source_key, source, start, step):
+            candles = candles_by_interval(items, source, interval)
+            pipe = self.connection.pipeline(transaction=True)
+            # Every bucket from page_start to page_end is rebuilt whole, so the range is cleared
+            # first: a bucket whose members changed must not keep its old member.
+            pipe.zremrangebyscore(target, page_start / 1000,
+                                  "+inf" if page_end is None else page_end / 1000)
+            if candles:
+                pipe.zadd(target, {c.member(): c.start_ms / 1000 for c in candles})
+            if page_end is None:
+                pipe.hset(self.keys.watermark(exchange, symbol),
+                          watermark_field(field, interval), max(new_mark, start))
+            pipe.execute()
+            written += len(candles)
+        return written
+
+    def _pages(self, key: str, source: int | None, start_ms: int, step: int
+               ) -> Iterator[tuple[int, int | None, list]]:
+        """(first bucket ms, last bucket ms or None for the final page, source items) pages
+        of the source from ``start_ms``, each ending on a bucket boundary."""
+        while True:
+            items = self._read(key, source, start_ms, None, self.page)
+            if len(items) < self.page:
+                yield start_ms, None, items
+                return
+            last_bucket = floor_to(_start_of(items[-1]), step)
+            complete = [item for item in items if _start_of(item) < last_bucket]
+            if not complete:
+                # One bucket holds more than a page: read that bucket whole.
+                complete = self._read(key, source, start_ms, last_bucket + step, None)
+                last_bucket += step
+            yield start_ms, last_bucket - step, complete
+            start_ms = last_bucket
+
+    def _read(self, key: str, source: int | None, start_ms: int, end_ms: int | None,
+              limit: int | None) -> list:
+        high = "+inf" if end_ms is None else f"({end_ms / 1000!r}"
+        paging = {"start": 0, "num": limit} if limit is not None else {}
+        found = self.connection.zrangebyscore(key, start_ms / 1000, high, **paging)
+        if source is None:
+            return [parse_member(item) for item in found]
+        return [Candle.from_member(item) for item in found]
+
+    # ------------------------------------------------------------------ retention
+    def trim_pass(self, now_ms: int) -> int:
+        """Trim raw history and every roll-up to its retention; returns the items removed."""
+        removed = 0
+        raw_cutoff = now_ms - int(self.config.raw_retention * 1000)
+        for exchange, symbol in self.store.series():
+            cutoffs = {}
+            for field in FIELDS:
+                removed += self.trim_raw(exchange, symbol, field, raw_cutoff)
+                cutoffs[trimmed_field(field, None)] = raw_cutoff
+                for interval, retention in self.config.rollups:
+                    cutoff = now_ms - int(retention * 1000)
+                    removed += self.connection.zremrangebyscore(
+                        self.keys.rollup(exchange, symbol, field, int(interval)), "-inf",
+                        f"({cutoff / 1000!r}")
+                    cutoffs[trimmed_field(field, int(interval))] = cutoff
+            self.connection.hset(self.keys.watermark(exchange, symbol), mapping=cutoffs)
+        return removed
+
+    def trim_raw(self, exchange: str, symbol: str, field: str, cutoff_ms: int) -> int:
+        """Delete raw points older than ``cutoff_ms``, archiving them first when archiving."""
+        if self.archive is None:
+            return self.store.trim(exchange, symbol, field, cutoff_ms)
+        key = self.keys.raw(exchange, symbol, field)
+        removed = 0
+        while True:
+            members = self.connection.zrangebyscore(key, "-inf", f"({cutoff_ms / 1000!r}",
+                                                    start=0, num=self.page)
+            if not members:
+                return removed
+            self.archive.write(exchange, symbol, field,
+                               [parse_member(item) for item in members])
+            # Remove exactly what was archived: a point that arrived meanwhile waits for the
+            # next page or pass instead of being deleted unarchived.
+            removed += self.connection.zrem(key, *members)
+
+
+def trimmed_field(field: str, interval: int | None) -> str:
+    """The watermark-hash field holding the cutoff (epoch ms) of the last trim of a raw field
+    (``interval`` None) or of a roll-up: everything before it may be gone."""
+    return f"trimmed:{field}" if interval is None else f"trimmed:{field}:{interval}"
+
+
+def candles_by_interval(items: list, source: int | None, interval: int) -> list[Candle]:
+    if source is None:
+        return candles_from_points(items, interval)
+    return candles_from_candles(items, interval)
+
+
+def _start_of(item: Point | Candle) -> int:
+    return item.start_ms if isinstance(item, Candle) else item[0]

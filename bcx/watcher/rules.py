@@ -1,0 +1,301 @@
+"""The rule engine: evaluates alert rules on ticks and on a timer, and publishes trigger events.
+
+Rules come from ``[rule:NAME]`` sections and the ``rules`` hash (``bcx.rulebook``). What each
+kind's condition is (a rule whose data is missing is not evaluated):
+
+* ``above`` / ``below``: the field's value is strictly above / below ``threshold``.
+* ``cross_up`` / ``cross_down``: the value moved from at-or-below (at-or-above) the threshold to
+  above (below) it. A rule only arms once it has seen a value on the near side, so a series
+  that starts above the level does not count as crossing up; it resolves on the way back.
+* ``change_pct``: the % change of the field between its latest value and its value ``window``
+  before that (the last point at or before, on the series' own clock). A positive threshold
+  fires on rises of at least that much, a negative one on falls of at least that much.
+* ``spread``: ``ask - bid`` above ``threshold``, absolute or (``spread_mode = pct``) as % of
+  the mid price.
+* ``stale``: no tick of the series for more than ``threshold`` seconds, counting from the
+  latest tick's time, the moment this watcher last saw one, or its start, whichever is newest.
+* ``feed_down``: the tracker publishes ``TriggerEvent(kind="feed_down",
+  rule="feed_down:<exchange>")`` firing when a feed is down and resolved when it is back. A
+  ``feed_down`` rule watches the exchange of its ``series`` or, with no series, every exchange
+  (one instance per exchange); it holds while the tracker says the feed is down. The tracker's
+  own events are read live from ``keys.events_channel`` and, at start, from the event stream.
+
+Ticks arrive as the tracker's batches on ``keys.ticks_channel``; only the rules of the series in
+a batch are evaluated, above/below/cross on every value in order so a crossing inside one batch
+counts. ``periodic()`` evaluates every rule from Redis, for time-based conditions (``stale``,
+``for``, cooldowns). Events (``rule`` = the rule id) go out through ``bcx.events.publish``
+before the state that records them is saved: a crash in between may repeat an event, never
+lose one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from decimal import Decimal, InvalidOperation
+from threading import Event
+from typing import Any
+
+import redis
+
+from bcx import events
+from bcx.config import Config
+from bcx.events import TriggerEvent
+from bcx.heartbeat import Heartbeat
+from bcx.keys import Keys, split_series_id
+from bcx.rulebook import Rule, all_rules
+from bcx.store import Store
+from bcx.ticks import parse_member
+from bcx.timeutil import now_ms
+from bcx.watcher.state import Instance, RuleState
+
+log = logging.getLogger(__name__)
+
+VALUE_KINDS = ("above", "below", "cross_up", "cross_down")
+FEED_DOWN = "feed_down"
+TRACKER_RULE_PREFIX = "feed_down:"
+STREAM_LOOKBACK = 2000  # tracker events read back at start to learn which feeds are down
+RELOAD_EVERY = 60  # periodic passes between rule reloads, in case a change notice was missed
+
+
+class RuleEngine:
+    """Rule states and evaluation. Not thread-safe: one thread (the rules loop) owns it."""
+
+    def __init__(self, connection: redis.Redis, keys: Keys, config: Config, started_ms: int):
+        self.connection = connection
+        self.keys = keys
+        self.config = config
+        self.store = Store(connection, keys)
+        self.started_ms = started_ms
+        self.rules: list[Rule] = []
+        self.by_series: dict[str, list[Rule]] = {}
+        self.states: dict[str, RuleState] = {}
+        self.last_seen: dict[str, int] = {}  # series -> ms this watcher last saw a tick
+        self.feeds: dict[str, bool] = {}  # exchange -> down, as the tracker last said
+        self.emitted = 0
+
+    # ------------------------------------------------------------------ set-up
+    def start(self) -> None:
+        """Load rules, their saved states and the tracker's feed status."""
+        self.reload()
+        saved = self.connection.hgetall(self.keys.rules_state)
+        self.states = {rule_id: RuleState.from_json(text) for rule_id, text in saved.items()}
+        for _, fields in reversed(self.connection.xrevrange(self.keys.events_stream,
+                                                            count=STREAM_LOOKBACK)):
+            self._note_tracker_event(fields.get("event", ""))
+
+    def reload(self) -> None:
+        self.rules = [rule for rule in all_rules(self.connection, self.keys, self.config)
+                      if rule.spec.enabled]
+        index: dict[str, list[Rule]] = defaultdict(list)
+        for rule in self.rules:
+            if rule.spec.kind != FEED_DOWN:
+                index[rule.spec.series].append(rule)
+        self.by_series = dict(index)
+        log.info("watching %d enabled rules", len(self.rules))
+
+    # ------------------------------------------------------------------ inputs
+    def on_ticks(self, payload: str, now: int) -> int:
+        """A batch from the ticks channel: evaluate the rules of its series. Returns events."""
+        try:
+            items = json.loads(payload)
+        except ValueError:
+            log.warning("ignoring a tick message that is not JSON")
+            return 0
+        observed: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for item in items if isinstance(items, list) else ():
+            if isinstance(item, dict) and isinstance(item.get("series"), str):
+                observed[item["series"]].append(item)
+        for series in observed:
+            self.last_seen[series] = now
+        rules = [rule for series in observed for rule in self.by_series.get(series, ())]
+        return self._evaluate(rules, now, observed)
+
+    def on_tracker_event(self, payload: str, now: int) -> int:
+        """An event from the events channel: a tracker feed_down changes feed_down rules."""
+        if not self._note_tracker_event(payload):
+            return 0
+        return self._evaluate([rule for rule in self.rules if rule.spec.kind == FEED_DOWN], now)
+
+    def periodic(self, now: int) -> int:
+        """Evaluate every rule from what Redis holds: time passing can change a state."""
+        return self._evaluate(self.rules, now)
+
+    def _note_tracker_event(self, payload: str) -> bool:
+        try:
+            event = TriggerEvent.from_json(payload)
+        except (ValueError, TypeError):
+            return False
+        if event.kind != FEED_DOWN or not str(event.rule).startswith(TRACKER_RULE_PREFIX):
+            return False  # not the tracker's (our own feed_down events carry a rule id)
+        self.feeds[event.rule[len(TRACKER_RULE_PREFIX):]] = event.state == events.FIRING
+        return True
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate(self, rules: list[Rule], now: int,
+                  observed: dict[str, list[dict[str, Any]]] | None = None) -> int:
+        if not rules:
+            return 0
+        latest, references = self._snapshot(rules, observed)
+        out: list[TriggerEvent] = []
+        dirty: set[str] = set()
+        for rule in rules:
+            state = self.states.setdefault(rule.id, RuleState())
+            before = state.to_json()
+            for key, value in self._observations(rule, latest, references, observed, now):
+                instance = state.instance(key)
+                try:
+                    holds = _holds(rule, instance, value)
+                except (InvalidOperation, ValueError):
+                    log.warning("rule %s: cannot compare %r", rule.id, value)
+                    continue
+                change = instance.step(holds, now, int(rule.spec.for_ * 1000),
+                                       int(rule.spec.cooldown * 1000))
+                if change is not None:
+                    out.append(_event(rule, key, change, value, now))
+            if state.to_json() != before:
+                dirty.add(rule.id)
+        for event in out:
+            events.publish(self.connection, self.keys, event, self.config.redis.stream_maxlen)
+            log.info("%s", event.message)
+        self.emitted += len(out)
+        if dirty:
+            self.connection.hset(self.keys.rules_state,
+                                 mapping={rule_id: self.states[rule_id].to_json()
+                                          for rule_id in dirty})
+        return len(out)
+
+    def _snapshot(self, rules: list[Rule], observed: dict[str, list[dict[str, Any]]] | None
+                  ) -> tuple[dict[str, dict[str, Any]], dict[str, str | None]]:
+        """Latest values of the series the rules need from Redis, and change_pct references."""
+        needed = sorted({rule.spec.series for rule in rules if rule.spec.kind != FEED_DOWN
+                         and (observed is None or rule.spec.kind not in VALUE_KINDS)})
+        found = self.store.latest_many(split_series_id(series) for series in needed)
+        latest = {series: row or {} for series, row in zip(needed, found, strict=True)}
+        wanted = []
+        pipe = self.connection.pipeline(transaction=False)
+        for rule in rules:
+            row = latest.get(rule.spec.series, {})
+            if rule.spec.kind != "change_pct" or f"{rule.spec.field}_ms" not in row:
+                continue
+            reference_ms = row[f"{rule.spec.field}_ms"] - int(rule.spec.window * 1000)
+            exchange, symbol = split_series_id(rule.spec.series)
+            pipe.zrevrangebyscore(self.keys.raw(exchange, symbol, rule.spec.field),
+                                  reference_ms / 1000, "-inf", start=0, num=1)
+            wanted.append(rule.id)
+        references = {rule_id: parse_member(hit[0])[1] if hit else None
+                      for rule_id, hit in zip(wanted, pipe.execute() if wanted else [],
+                                              strict=True)}
+        return latest, references
+
+    def _observations(self, rule: Rule, latest: dict[str, dict[str, Any]],
+                      references: dict[str, str | None],
+                      observed: dict[str, list[dict[str, Any]]] | None, now: int
+                      ) -> Iterable[tuple[str, Any]]:
+        """(instance key, observed quantity) pairs to feed the rule's instances, in order."""
+        spec = rule.spec
+        if spec.kind == FEED_DOWN:
+            if spec.series:
+                exchange = split_series_id(spec.series)[0]
+                return [(exchange, self.feeds.get(exchange, False))]
+            return sorted(self.feeds.items())
+        row = latest.get(spec.series, {})
+        if spec.kind in VALUE_KINDS:
+            if observed is None:
+                return [(spec.series, row[spec.field])] if spec.field in row else []
+            return [(spec.series, item[spec.field]) for item in observed.get(spec.series, ())
+                    if isinstance(item.get(spec.field), str)]
+        if spec.kind == "change_pct":
+            reference, current = references.get(rule.id), row.get(spec.field)
+            if reference is None or current is None or Decimal(reference) == 0:
+                return []
+            return [(spec.series, (Decimal(current) - Decimal(reference))
+                     / Decimal(reference) * 100)]
+        if spec.kind == "spread":
+            if "bid" not in row or "ask" not in row:
+                return []
+            bid, ask = Decimal(row["bid"]), Decimal(row["ask"])
+            if spec.spread_mode == "abs":
+                return [(spec.series, ask - bid)]
+            mid = (ask + bid) / 2
+            return [(spec.series, (ask - bid) / mid * 100)] if mid > 0 else []
+        last = max(int(row.get("time", 0)), self.last_seen.get(spec.series, 0), self.started_ms)
+        return [(spec.series, (now - last) / 1000)]  # stale
+
+
+def _holds(rule: Rule, instance: Instance, value: Any) -> bool:
+    kind = rule.spec.kind
+    if kind == FEED_DOWN:
+        return bool(value)
+    threshold = Decimal(str(rule.spec.threshold))
+    number = Decimal(value) if isinstance(value, str) else Decimal(str(value))
+    if kind == "above":
+        return number > threshold
+    if kind == "below":
+        return number < threshold
+    if kind in ("cross_up", "cross_down"):
+        near_side = number <= threshold if kind == "cross_up" else number >= threshold
+        if near_side:
+            instance.armed = True
+            return False
+        return instance.armed
+    if kind == "change_pct":
+        return number >= threshold if threshold >= 0 else number <= threshold
+    return number > threshold  # spread, stale
+
+
+def _event(rule: Rule, key: str, change: str, value: Any, now: int) -> TriggerEvent:
+    spec = rule.spec
+    if spec.kind == FEED_DOWN:
+        shown: float | str | None = None
+    elif isinstance(value, str) or (spec.kind == "spread" and spec.spread_mode == "abs"):
+        shown = str(value)
+    else:
+        shown = round(float(value), 4)
+    what = {"stale": "seconds without a tick", "change_pct": f"% change over {spec.window:g}s",
+            "spread": f"spread ({spec.spread_mode})"}.get(spec.kind, spec.field)
+    detail = ("feed down" if spec.kind == FEED_DOWN
+              else f"{what} {shown} ({spec.kind} {spec.threshold:g})")
+    return TriggerEvent(rule=rule.id, series=key, state=change, kind=spec.kind, value=shown,
+                        threshold=spec.threshold, time=now,
+                        message=f"{rule.name} {change}: {key} {detail}")
+
+
+def watch(engine: RuleEngine, stop: Event, heartbeat: Heartbeat, interval: float,
+          clock: Any = now_ms) -> None:
+    """The rules thread's loop: react to ticks, tracker events and rule changes as they are
+    published, and run ``periodic()`` every ``interval`` seconds, until ``stop`` is set."""
+    keys = engine.keys
+    pubsub = engine.connection.pubsub(ignore_subscribe_messages=True)
+    # Subscribe before reading state so nothing published meanwhile is missed.
+    pubsub.subscribe(keys.ticks_channel, keys.events_channel, keys.rules_changed_channel)
+    try:
+        engine.start()
+        passes = 0
+        next_pass = next_beat = clock()
+        while not stop.is_set():
+            now = clock()
+            if now >= next_pass:
+                engine.periodic(now)
+                passes += 1
+                if passes % RELOAD_EVERY == 0:
+                    engine.reload()
+                next_pass = now + int(interval * 1000)
+            if now >= next_beat:
+                heartbeat.beat(rules=len(engine.rules), events=engine.emitted)
+                next_beat = now + heartbeat.ttl_ms // 3
+            wait = max(0.0, min(0.5, (min(next_pass, next_beat) - clock()) / 1000))
+            message = pubsub.get_message(timeout=wait)
+            if message is None or message.get("type") != "message":
+                continue
+            channel, data = message["channel"], message["data"]
+            if channel == keys.ticks_channel:
+                engine.on_ticks(data, clock())
+            elif channel == keys.events_channel:
+                engine.on_tracker_event(data, clock())
+            elif channel == keys.rules_changed_channel:
+                engine.reload()
+    finally:
+        pubsub.close()

@@ -1,0 +1,134 @@
+"""The ``bcx watcher`` process: the history and rules threads, each supervised on its own.
+
+A thread whose loop raises is logged and restarted after an exponential back-off (capped by
+``restart_backoff_max``) while the other carries on; each writes its own heartbeat
+(``watcher.history``, ``watcher.rules``). SIGTERM or SIGINT stops both after their current
+step, clears the heartbeats and exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from bcx.config import Config
+from bcx.heartbeat import Heartbeat
+from bcx.keys import Keys
+from bcx.lifecycle import Backoff, install_stop_handlers
+from bcx.redisconn import from_config
+from bcx.timeutil import now_ms
+from bcx.watcher.archive import Archive
+from bcx.watcher.history import HistoryManager
+from bcx.watcher.rules import RuleEngine, watch
+
+log = logging.getLogger(__name__)
+
+HISTORY, RULES = "watcher.history", "watcher.rules"
+Clock = Callable[[], int]
+
+
+class Supervised(threading.Thread):
+    """Runs ``loop(stop)`` until ``stop`` is set, restarting it with back-off when it raises."""
+
+    def __init__(self, name: str, loop: Callable[[threading.Event], None],
+                 stop: threading.Event, backoff_max: float):
+        super().__init__(name=name, daemon=True)
+        self.loop = loop
+        self.stop = stop
+        self.backoff = Backoff(min(1.0, backoff_max), backoff_max)
+        self.restarts = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                self.loop(self.stop)
+            except Exception:  # noqa: BLE001 - any failure restarts the loop, never the process
+                if time.monotonic() - started > self.backoff.cap:
+                    self.backoff.reset()  # it had been healthy for a while
+                delay = self.backoff.next()
+                self.restarts += 1
+                log.exception("%s crashed; restarting in %.1f s", self.name, delay)
+                self.stop.wait(delay)
+
+
+class Watcher:
+    """Both threads over one Redis client (redis-py's pool is thread-safe; each thread makes
+    its own pipelines and PubSub)."""
+
+    def __init__(self, connection: redis.Redis, config: Config, clock: Clock = now_ms):
+        self.connection = connection
+        self.config = config
+        self.keys = Keys(config.redis.prefix)
+        self.clock = clock
+        self.stop = threading.Event()
+        settings = config.watcher
+        archive = Archive(settings.archive_dir) if settings.archive else None
+        self.history = HistoryManager(connection, self.keys, settings, archive)
+        self.engine = RuleEngine(connection, self.keys, config, started_ms=clock())
+        self.heartbeats = {name: Heartbeat(connection, self.keys, name, settings.heartbeat_ttl)
+                           for name in (HISTORY, RULES)}
+        self.threads = [
+            Supervised(HISTORY, self.history_loop, self.stop, settings.restart_backoff_max),
+            Supervised(RULES, self.rules_loop, self.stop, settings.restart_backoff_max),
+        ]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout)
+        for heartbeat in self.heartbeats.values():
+            try:
+                heartbeat.clear()
+            except redis.RedisError as exc:
+                log.warning("could not clear heartbeat %s: %s", heartbeat.component, exc)
+
+    def history_loop(self, stop: threading.Event) -> None:
+        settings = self.config.watcher
+        beat_every = settings.heartbeat_ttl / 3
+        next_rollup = next_trim = self.clock()
+        while not stop.is_set():
+            now = self.clock()
+            if now >= next_rollup:
+                candles = self.history.rollup_pass(now)
+                log.debug("roll-up pass wrote %d candles", candles)
+                next_rollup = now + int(settings.rollup_every * 1000)
+            if now >= next_trim:
+                removed = self.history.trim_pass(now)
+                if removed:
+                    log.info("trimmed %d items past retention", removed)
+                next_trim = now + int(settings.trim_every * 1000)
+            self.heartbeats[HISTORY].beat(next_rollup=next_rollup, next_trim=next_trim)
+            stop.wait(max(0.0, min(beat_every, (min(next_rollup, next_trim) - self.clock())
+                                   / 1000)))
+
+    def rules_loop(self, stop: threading.Event) -> None:
+        watch(self.engine, stop, self.heartbeats[RULES], self.config.watcher.rule_interval,
+              self.clock)
+
+
+def run(config: Config) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit status (0 on a clean stop)."""
+    connection = from_config(config.redis, client_name="bcx-watcher")
+    watcher = Watcher(connection, config)
+    install_stop_handlers(watcher.stop)
+    log.info("watcher started: roll-ups %s, %d rules", [int(i) for i, _ in
+                                                         config.watcher.rollups],
+             len(config.rules))
+    watcher.start()
+    try:
+        while not watcher.stop.wait(1.0):
+            pass
+    finally:
+        watcher.shutdown()
+        connection.close()
+    log.info("watcher stopped")
+    return 0

@@ -1,0 +1,72 @@
+"""The state machine of one alert rule instance, and its persisted form.
+
+An instance is one thing a rule watches: its series, or for a ``feed_down`` rule over every
+exchange, one exchange. Each evaluation says whether the condition holds; the machine turns that
+into at most one event (Prometheus-style ``for`` plus a cooldown)::
+
+    ok --holds--> pending --held `for` and cooldown since last firing over--> firing (FIRING)
+    pending --stops holding--> ok (no event)
+    firing --stops holding--> ok (RESOLVED)
+    firing --still holds, cooldown > 0 and a cooldown since the last firing--> firing (FIRING
+                                                                               again: repeat)
+
+States live in the ``rules:state`` hash as JSON, ``{"instances": {key: {...}}}`` per rule id,
+so a restarted watcher neither fires again what already fired nor forgets a pending ``for``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from bcx.events import FIRING, RESOLVED
+
+OK, PENDING, FIRING_STATE = "ok", "pending", "firing"
+
+
+@dataclass
+class Instance:
+    state: str = OK
+    since: int | None = None  # ms the condition started holding
+    fired: int | None = None  # ms of the last FIRING event (cooldowns count from it)
+    armed: bool = False  # cross rules: a value on the near side of the threshold was seen
+
+    def step(self, holds: bool, now: int, for_ms: int, cooldown_ms: int) -> str | None:
+        """Advance on one evaluation; returns FIRING, RESOLVED or None (no event)."""
+        if not holds:
+            was_firing = self.state == FIRING_STATE
+            self.state, self.since = OK, None
+            return RESOLVED if was_firing else None
+        if self.state == OK:
+            self.state, self.since = PENDING, now
+        cooled = self.fired is None or now - self.fired >= cooldown_ms
+        if self.state == PENDING:
+            if now - (self.since or now) >= for_ms and cooled:
+                self.state, self.fired = FIRING_STATE, now
+                return FIRING
+            return None
+        if cooldown_ms > 0 and cooled:
+            self.fired = now
+            return FIRING
+        return None
+
+
+@dataclass
+class RuleState:
+    instances: dict[str, Instance] = field(default_factory=dict)
+
+    def instance(self, key: str) -> Instance:
+        return self.instances.setdefault(key, Instance())
+
+    def to_json(self) -> str:
+        return json.dumps({"instances": {key: asdict(value)
+                                         for key, value in sorted(self.instances.items())}},
+                          separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> RuleState:
+        try:
+            data = json.loads(text)
+            return cls({key: Instance(**value) for key, value in data["instances"].items()})
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return cls()  # an unreadable state is a fresh start, not a crash loop

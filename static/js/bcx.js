@@ -1,0 +1,152 @@
+/* BCX pages: what every page shares. The JSON API client, number and time formatting to the
+   series' own precision in the viewer's time zone, and the one live (SSE) connection. */
+"use strict";
+
+const BCX = (() => {
+  const API = "/api/v1.0";
+  const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  const staleAfter = Number(document.body.dataset.staleAfter || 60);
+
+  class ApiError extends Error {}
+
+  /** GET an API path; resolves to its JSON. `accept` lists extra statuses whose body is still
+      an answer (health says 503 when something is down). */
+  async function api(path, params = {}, accept = []) {
+    const query = new URLSearchParams();
+    for (const [name, value] of Object.entries(params)) {
+      if (value !== undefined && value !== null && value !== "") query.set(name, value);
+    }
+    const url = API + path + (query.toString() ? "?" + query : "");
+    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    if (!response.ok && !accept.includes(response.status)) {
+      let message = response.statusText;
+      try { message = (await response.json()).error.message; } catch (_) { /* not JSON */ }
+      throw new ApiError(`${url}: ${response.status} ${message}`);
+    }
+    return response.json();
+  }
+
+  /** Decimal places in an exchange's decimal string ("14.7550" -> 4). */
+  function decimals(value) {
+    if (value === undefined || value === null || value === "") return 0;
+    const text = String(value);
+    const exp = /e-(\d+)$/i.exec(text);
+    if (exp) return Math.min(12, Number(exp[1]) + decimals(text.replace(/e.*$/i, "")));
+    const dot = text.indexOf(".");
+    return dot < 0 ? 0 : text.length - dot - 1;
+  }
+
+  /** The precision of a series: the most decimals any of its values shows. */
+  function precision(...values) {
+    return Math.max(0, ...values.map(decimals));
+  }
+
+  function fmt(value, places) {
+    if (value === undefined || value === null || value === "") return "–";
+    const number = Number(value);
+    if (!Number.isFinite(number)) return String(value);
+    return number.toLocaleString("en-US", {
+      minimumFractionDigits: places, maximumFractionDigits: places });
+  }
+
+  const timeParts = new Intl.DateTimeFormat("en-CA", {
+    timeZone: tz, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit",
+    minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+
+  /** Epoch ms -> "2021-04-17 16:43:30.244" in the viewer's time zone. */
+  function fmtTime(ms) {
+    if (ms === undefined || ms === null) return "–";
+    const p = Object.fromEntries(timeParts.formatToParts(new Date(ms))
+      .map((part) => [part.type, part.value]));
+    const millis = String(((ms % 1000) + 1000) % 1000).padStart(3, "0");
+    return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}.${millis}`;
+  }
+
+  function fmtAge(seconds) {
+    if (seconds === undefined || seconds === null || !Number.isFinite(seconds)) return "–";
+    const s = Math.max(0, seconds);
+    if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} min`;
+    if (s < 86400) return `${(s / 3600).toFixed(1)} h`;
+    return `${Math.floor(s / 86400)} d`;
+  }
+
+  function tzLabel() {
+    const offset = -new Date().getTimezoneOffset();
+    const sign = offset >= 0 ? "+" : "-";
+    const hh = String(Math.floor(Math.abs(offset) / 60)).padStart(2, "0");
+    const mm = String(Math.abs(offset) % 60).padStart(2, "0");
+    return `${tz} (UTC${sign}${hh}:${mm})`;
+  }
+
+  /** Element helper: el("td", {class: "num"}, "text", child, ...). */
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs)) {
+      if (value === undefined || value === null || value === false) continue;
+      if (name === "class") node.className = value;
+      else if (name === "dataset") Object.assign(node.dataset, value);
+      else node.setAttribute(name, value === true ? "" : value);
+    }
+    for (const child of children) {
+      if (child === undefined || child === null) continue;
+      node.append(child instanceof Node ? child : String(child));
+    }
+    return node;
+  }
+
+  function chartUrl(series) {
+    const [exchange, symbol] = splitSeries(series);
+    return `/chart/${encodeURIComponent(exchange)}/${encodeURIComponent(symbol)}`;
+  }
+
+  function splitSeries(series) {
+    const at = series.indexOf(":");
+    return [series.slice(0, at), series.slice(at + 1)];
+  }
+
+  let source = null;
+  const listeners = { tick: [], alert: [] };
+
+  /** Subscribe to the live stream: kind "tick" gets each tick item, "alert" each event. */
+  function live(kind, callback) {
+    listeners[kind].push(callback);
+    if (source) return;
+    source = new EventSource(API + "/stream");
+    const dot = document.getElementById("live");
+    source.addEventListener("open", () => dot && dot.classList.add("on"));
+    source.addEventListener("error", () => dot && dot.classList.remove("on"));
+    source.addEventListener("tick", (event) => {
+      const batch = JSON.parse(event.data);
+      for (const item of Array.isArray(batch) ? batch : [batch]) {
+        for (const fn of listeners.tick) fn(item);
+      }
+    });
+    source.addEventListener("alert", (event) => {
+      const alert = JSON.parse(event.data);
+      for (const fn of listeners.alert) fn(alert);
+    });
+    // Closing before unload keeps the browser from reporting the aborted stream as an error.
+    window.addEventListener("pagehide", () => source.close());
+  }
+
+  function setupHighcharts() {
+    if (!window.Highcharts) return;
+    Highcharts.setOptions({
+      time: { timezone: tz },
+      // 24-hour clock and day-month-year dates, whatever the page's language.
+      lang: { locale: "en-GB", thousandsSep: "," },
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const label = document.getElementById("tz");
+    if (label) label.textContent = tzLabel();
+    const stale = document.getElementById("stale-after");
+    if (stale) stale.textContent = fmtAge(staleAfter);
+  });
+  setupHighcharts();
+
+  return { api, ApiError, decimals, precision, fmt, fmtTime, fmtAge, tz, tzLabel, el,
+    chartUrl, splitSeries, live, staleAfter };
+})();

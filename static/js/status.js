@@ -1,0 +1,95 @@
+/* The status page: component heartbeats, the tracker's per-exchange feed statistics and each
+   series' staleness, polled from /api/v1.0/health (which answers 503 when unhealthy). */
+"use strict";
+
+(() => {
+  const REFRESH_MS = 5000;
+  // Tracker statistics shown first, in this order; any other field follows.
+  const STAT_ORDER = ["connected", "feed_down", "url", "frames", "ticks", "parse_errors", "gaps",
+    "reconnects", "silences", "venue_errors", "consecutive_failures", "last_frame_ms",
+    "connected_since_ms", "started_ms", "last_error"];
+
+  const badge = (ok, yes, no) => BCX.el("span", { class: `badge ${ok ? "up" : "down"}` },
+    ok ? yes : no);
+
+  function statValue(name, value) {
+    if (value === null || value === undefined || value === "") return "–";
+    if (name.endsWith("_ms")) return Number(value) ? BCX.fmtTime(Number(value)) : "–";
+    if (name === "connected") return Number(value) ? "yes" : "no";
+    if (name === "feed_down") return Number(value) ? "DOWN" : "no";
+    return String(value);
+  }
+
+  function components(data) {
+    const names = Object.keys(data.components || {}).sort();
+    return names.map((name) => {
+      const c = data.components[name];
+      return BCX.el("tr", { dataset: { component: name }, class: c.up ? "" : "stale" },
+        BCX.el("td", {}, name), BCX.el("td", {}, badge(c.up, "up", "down")),
+        BCX.el("td", { class: "num" }, c.up ? `${BCX.fmtAge(c.age_s)} ago` : "–"),
+        BCX.el("td", {}, c.host || "–"), BCX.el("td", { class: "num" }, c.pid ?? "–"),
+        BCX.el("td", { class: "wrap" }, Object.entries(c)
+          .filter(([key]) => !["up", "age_s", "host", "pid"].includes(key))
+          .map(([key, value]) => `${key}=${value}`).join(" ")));
+    });
+  }
+
+  function exchanges(data) {
+    const all = data.exchanges || {};
+    return Object.keys(all).sort().map((name) => {
+      const stats = all[name] || {};
+      const keys = [...STAT_ORDER.filter((key) => key in stats),
+        ...Object.keys(stats).filter((key) => !STAT_ORDER.includes(key)).sort()];
+      const list = BCX.el("dl", { class: "stats" });
+      for (const key of keys) {
+        list.append(BCX.el("dt", {}, key.replace(/_ms$/, "").replaceAll("_", " ")),
+          BCX.el("dd", {}, statValue(key, stats[key])));
+      }
+      const down = Number(stats.feed_down) || !Number(stats.connected);
+      return BCX.el("tr", { dataset: { exchange: name }, class: down ? "stale" : "" },
+        BCX.el("td", {}, name, " ", keys.length ? badge(!down, "up", "down") : "no stats yet"),
+        BCX.el("td", {}, list));
+    });
+  }
+
+  function series(data) {
+    return (data.series || []).map((item) => BCX.el("tr",
+      { dataset: { series: item.series }, class: item.stale ? "stale" : "" },
+      BCX.el("td", {}, BCX.el("a", { href: BCX.chartUrl(item.series) }, item.series)),
+      BCX.el("td", { class: "num age" }, BCX.fmtAge(item.age_s)),
+      BCX.el("td", {}, item.stale ? BCX.el("span", { class: "badge stale" }, "stale")
+        : badge(true, "fresh", ""))));
+  }
+
+  function fill(id, rows, empty) {
+    const tbody = document.querySelector(`#${id} tbody`);
+    const columns = document.querySelectorAll(`#${id} thead th`).length;
+    tbody.replaceChildren(...(rows.length ? rows
+      : [BCX.el("tr", {}, BCX.el("td", { colspan: columns, class: "hint" }, empty))]));
+  }
+
+  async function refresh() {
+    const data = await BCX.api("/health", {}, [503]);
+    const overall = document.getElementById("overall");
+    if (data.error) {
+      overall.className = "badge down";
+      overall.textContent = data.error.message;
+      return;
+    }
+    overall.className = `badge ${data.healthy ? "up" : "down"}`;
+    overall.textContent = data.healthy ? "healthy" : "unhealthy";
+    fill("components-table", components(data), "No component has written a heartbeat.");
+    fill("exchanges-table", exchanges(data), "No tracker statistics.");
+    fill("series-table", series(data), "No series.");
+    document.getElementById("refreshed").textContent = BCX.fmtTime(Date.now());
+    document.body.dataset.ready = "1";
+  }
+
+  function loop() {
+    refresh().catch((error) => {
+      console.warn("status:", error.message);
+      document.getElementById("overall").textContent = "unreachable";
+    }).finally(() => setTimeout(loop, REFRESH_MS));
+  }
+  loop();
+})();

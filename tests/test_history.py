@@ -1,0 +1,233 @@
+"""The history manager: roll-ups against OHLC computed by hand, retention, the CSV archive."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis
+
+from bcx.config import WatcherConfig
+from bcx.keys import Keys
+from bcx.rollups import read_candles, read_watermark
+from bcx.store import Store
+from bcx.ticks import Tick
+from bcx.watcher.archive import Archive
+from bcx.watcher.history import HistoryManager
+from tests.conftest import DATA
+
+QUOTES = ("USDT", "USDC", "BRL", "ETH", "BNB", "AUD")
+
+
+def binance_bids() -> list[Tick]:
+    """bookTicker frames of the recording as ticks stamped with their receive time."""
+    ticks = []
+    for line in (DATA / "binance_bookticker.session.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["dir"] != "recv":
+            continue
+        frame = json.loads(record["raw"])
+        if not frame.get("stream", "").endswith("@bookTicker"):
+            continue
+        raw = frame["data"]["s"]
+        quote = next(q for q in QUOTES if raw.endswith(q))
+        symbol = f"{raw[:-len(quote)]}-{quote}"
+        ticks.append(Tick("binance", symbol, int(record["ts"] * 1000), bid=frame["data"]["b"],
+                          ask=frame["data"]["a"]))
+    return ticks
+
+
+def hand_ohlc(ticks: list[Tick], interval_s: int) -> dict[str, list[tuple]]:
+    """symbol -> [(start ms, open, high, low, close, count)] of the bids, computed directly:
+    exact repeats are stored once, and equal times order by value as Redis orders members."""
+    points: dict[str, set[tuple[int, str]]] = defaultdict(set)
+    for tick in ticks:
+        points[tick.symbol].add((tick.ms, tick.bid))
+    out = {}
+    for symbol, found in points.items():
+        buckets: dict[int, list[tuple[int, str]]] = defaultdict(list)
+        for ms, value in sorted(found):
+            buckets[ms // (interval_s * 1000) * interval_s * 1000].append((ms, value))
+        out[symbol] = [
+            (start, rows[0][1], max((v for _, v in rows), key=Decimal),
+             min((v for _, v in rows), key=Decimal), rows[-1][1], len(rows))
+            for start, rows in sorted(buckets.items())]
+    return out
+
+
+def stored_ohlc(r: redis.Redis, keys: Keys, symbol: str, interval_s: int) -> list[tuple]:
+    return [(c.start_ms, c.open, c.high, c.low, c.close, c.count)
+            for c in read_candles(r, keys, "binance", symbol, "bid", interval_s)]
+
+
+def watcher_config(**changes: object) -> WatcherConfig:
+    return replace(WatcherConfig(), **changes)
+
+
+ROLLUPS = ((10.0, 86400.0), (30.0, 86400.0), (60.0, 86400.0))
+
+
+@pytest.fixture
+def ticks() -> list[Tick]:
+    return binance_bids()
+
+
+def test_rollups_equal_ohlc_computed_by_hand(r, keys, store: Store, ticks):
+    store.write(ticks)
+    manager = HistoryManager(r, keys, watcher_config(rollups=ROLLUPS), page=97)
+    manager.rollup_pass(ticks[-1].ms + 1)
+    for interval in (10, 30, 60):
+        expected = hand_ohlc(ticks, interval)
+        for symbol, candles in expected.items():
+            assert stored_ohlc(r, keys, symbol, interval) == candles, (symbol, interval)
+
+
+def test_incremental_passes_equal_one_full_pass(r, keys, store: Store, ticks):
+    manager = HistoryManager(r, keys, watcher_config(rollups=ROLLUPS, late_grace=0.0))
+    for start in range(0, len(ticks), 700):
+        batch = ticks[start:start + 700]
+        store.write(batch)
+        manager.rollup_pass(max(t.ms for t in batch) + 1)
+    for interval in (10, 60):
+        for symbol, candles in hand_ohlc(ticks, interval).items():
+            assert stored_ohlc(r, keys, symbol, interval) == candles
+
+
+def test_watermark_is_the_start_of_the_open_bucket(r, keys, store: Store, ticks):
+    store.write(ticks)
+    HistoryManager(r, keys, watcher_config(rollups=ROLLUPS)).rollup_pass(1_617_647_700_500)
+    assert read_watermark(r, keys, "binance", "ZIL-USDT", "bid", 60) == 1_617_647_700_000
+
+
+def test_late_tick_within_grace_updates_its_bucket(r, keys, store: Store):
+    manager = HistoryManager(r, keys, watcher_config(rollups=((60.0, 86400.0),),
+                                                     late_grace=120.0))
+    base = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
+    store.write([Tick("kraken", "BTC-USD", base + 1000, price="10"),
+                 Tick("kraken", "BTC-USD", base + 61_000, price="11")])
+    manager.rollup_pass(base + 62_000)
+    store.write([Tick("kraken", "BTC-USD", base + 30_000, price="9.5")])  # 32 s late
+    manager.rollup_pass(base + 63_000)
+    candles = read_candles(r, keys, "kraken", "BTC-USD", "price", 60)
+    assert [c.member() for c in candles] == [f"{base}:10:10:9.5:9.5:2",
+                                             f"{base + 60_000}:11:11:11:11:1"]
+
+
+def test_tick_later_than_grace_stays_raw_only(r, keys, store: Store):
+    manager = HistoryManager(r, keys, watcher_config(rollups=((60.0, 86400.0),),
+                                                     late_grace=0.0))
+    base = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
+    store.write([Tick("kraken", "BTC-USD", base + 1000, price="10")])
+    manager.rollup_pass(base + 300_000)
+    store.write([Tick("kraken", "BTC-USD", base + 2000, price="1")])
+    manager.rollup_pass(base + 301_000)
+    candles = read_candles(r, keys, "kraken", "BTC-USD", "price", 60)
+    assert [c.member() for c in candles] == [f"{base}:10:10:10:10:1"]
+
+
+def test_a_bucket_larger_than_a_page_is_read_whole(r, keys, store: Store):
+    base = 1_700_000_040_000
+    store.write([Tick("kraken", "ETH-USD", base + i, price=str(100 + i % 7)) for i in range(50)])
+    HistoryManager(r, keys, watcher_config(rollups=((60.0, 86400.0),)), page=8).rollup_pass(
+        base + 120_000)
+    [candle] = read_candles(r, keys, "kraken", "ETH-USD", "price", 60)
+    assert (candle.open, candle.high, candle.low, candle.close, candle.count) == (
+        "100", "106", "100", "100", 50)
+
+
+def test_roll_ups_survive_the_trimming_of_their_source(r, keys, store: Store):
+    manager = HistoryManager(r, keys, watcher_config(raw_retention=60.0, late_grace=120.0,
+                                                     rollups=((10.0, 3600.0),)))
+    base = 1_700_000_000_000
+    ticks = [Tick("kraken", "BTC-USD", base + i * 1000, price=str(100 + i % 13))
+             for i in range(300)]
+    for start in range(0, 300, 5):
+        store.write(ticks[start:start + 5])
+        now = ticks[start + 4].ms + 1
+        manager.rollup_pass(now)
+        manager.trim_pass(now)
+    candles = read_candles(r, keys, "kraken", "BTC-USD", "price", 10)
+    assert len(candles) == 30
+    assert all(candle.count == 10 for candle in candles)
+
+
+# ---------------------------------------------------------------------- retention and archive
+
+NOW = 1_617_647_700_000
+RETENTION = dict(raw_retention=60.0, rollups=((10.0, 30.0), (60.0, 120.0)))
+
+
+def test_trimming_leaves_exactly_what_retention_says(r, keys, store: Store, ticks):
+    store.write(ticks)
+    manager = HistoryManager(r, keys, watcher_config(**RETENTION))
+    manager.rollup_pass(NOW)
+    manager.trim_pass(NOW)
+    for symbol in {t.symbol for t in ticks}:
+        kept = sorted({(t.ms, t.bid) for t in ticks if t.symbol == symbol
+                       and t.ms >= NOW - 60_000})
+        assert store.range("binance", symbol, "bid") == kept
+        for interval, retention_ms in ((10, 30_000), (60, 120_000)):
+            expected = [c for c in hand_ohlc(ticks, interval)[symbol]
+                        if c[0] >= NOW - retention_ms]
+            assert stored_ohlc(r, keys, symbol, interval) == expected
+
+
+def archived_rows(root: Path) -> list[tuple[str, str, str, int, str, str]]:
+    rows = []
+    for path in sorted(root.rglob("*.csv")):
+        exchange, symbol, day, hour = path.relative_to(root).parts
+        with path.open(newline="") as handle:
+            reader = csv.reader(handle)
+            assert next(reader) == ["time_ms", "time", "field", "value"]
+            rows += [(exchange, symbol, day + "/" + hour, int(ms), field, value)
+                     for ms, _, field, value in reader]
+    return rows
+
+
+def trimmed_by_hand(ticks: list[Tick]) -> list[tuple[str, str, str, int, str, str]]:
+    rows = set()
+    for t in ticks:
+        if t.ms < NOW - 60_000:
+            for field, value in t.values():
+                rows.add(("binance", t.symbol, "2021-04-05/18.csv", t.ms, field, value))
+    return sorted(rows, key=lambda row: (row[1], row[3], row[4], row[5]))
+
+
+def test_archive_holds_exactly_the_trimmed_points(r, keys, store: Store, ticks, tmp_path):
+    store.write(ticks)
+    manager = HistoryManager(r, keys, watcher_config(**RETENTION), archive=Archive(tmp_path),
+                             page=300)
+    manager.trim_pass(NOW)
+    rows = archived_rows(tmp_path)
+    assert sorted(rows, key=lambda row: (row[1], row[3], row[4], row[5])) == trimmed_by_hand(ticks)
+    assert ("binance", "ZIL-USDT", "2021-04-05/18.csv", 1617647603424, "bid",
+            "0.21437000") in rows
+
+
+class CrashAfterArchive(Archive):
+    """Archives, then dies before the trim: the worst moment for a crash."""
+
+    def write(self, exchange, symbol, field, points):  # noqa: ANN001, ANN201 - test double
+        super().write(exchange, symbol, field, points)
+        raise RuntimeError("crash between archive and trim")
+
+
+def test_crash_between_archive_and_trim_loses_and_duplicates_nothing(r, keys, store: Store,
+                                                                     ticks, tmp_path):
+    store.write(ticks)
+    config = watcher_config(**RETENTION)
+    with pytest.raises(RuntimeError):
+        HistoryManager(r, keys, config, archive=CrashAfterArchive(tmp_path), page=300
+                       ).trim_pass(NOW)
+    assert archived_rows(tmp_path), "the crash came after some archiving"
+    HistoryManager(r, keys, config, archive=Archive(tmp_path), page=300).trim_pass(NOW)
+    rows = archived_rows(tmp_path)
+    assert len(rows) == len(set(rows))
+    assert sorted(rows, key=lambda row: (row[1], row[3], row[4], row[5])) == trimmed_by_hand(ticks)
+    for symbol in {t.symbol for t in ticks}:
+        assert store.count("binance", symbol, "bid", end_ms=NOW - 60_001) == 0

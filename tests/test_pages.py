@@ -1,0 +1,325 @@
+"""The Highcharts pages in a real headless browser (Debian's chromium driven by Playwright),
+served by the real app on loopback against the real redis-server, loaded from a recording.
+
+Every test also checks that the page logged no console error or warning, threw no uncaught
+exception and made no request that failed or answered 4xx/5xx. Screenshots go to
+``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+from playwright.sync_api import Browser, Page, sync_playwright
+from werkzeug.serving import make_server
+
+from bcx import config as configmod
+from bcx import events
+from bcx.exchanges import get as adapter
+from bcx.heartbeat import Heartbeat
+from bcx.keys import Keys
+from bcx.server.history import record
+from bcx.store import Store
+from bcx.ticks import Tick
+from bcx.timeutil import now_ms
+from tests.conftest import DATA
+from tests.support import RedisServer, free_port
+from web import create_app
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+DEADLINE_MS = 10_000
+
+
+def coinbase_ticks() -> list[Tick]:
+    """The ticker frames of the Coinbase recording, through the Coinbase adapter."""
+    protocol = adapter("coinbase")(())
+    ticks: list[Tick] = []
+    for line in (DATA / "coinbase_ticker.session.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        if entry["dir"] == "recv":
+            ticks.extend(protocol.parse(entry["raw"], int(entry["ts"] * 1000)).ticks)
+    return ticks
+
+
+@pytest.fixture(scope="module")
+def app_url(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The web app on a free loopback port, in a thread, for this module's tests."""
+    conf = tmp_path_factory.mktemp("pages") / "bcx.conf"
+    # A short keep-alive lets each SSE response notice its closed page soon, so shutting the
+    # server down does not wait on it.
+    conf.write_text(f"[redis]\nurl = {redis_server.url}\n\n[web]\nsse_keepalive = 1s\n"
+                    "stale_after = 1m\n")
+    app = create_app({"BCX_CONFIG": configmod.load(str(conf), env={})})
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="pages-app", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium; never a browser Playwright downloads. Missing chromium fails loudly."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs the Debian package chromium")
+    with sync_playwright() as playwright:
+        found = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu",
+                  "--disable-background-networking"])
+        yield found
+        found.close()
+
+
+@dataclass
+class Tab:
+    """One page plus everything it complained about."""
+
+    page: Page
+    problems: list[str] = field(default_factory=list)
+
+    def assert_clean(self) -> None:
+        assert self.problems == [], "the page reported errors:\n" + "\n".join(self.problems)
+
+    def screenshot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture
+def open_page(browser: Browser, app_url: str) -> Iterator:
+    contexts = []
+
+    def opener(path: str, width: int = 1280, height: int = 800, live: bool = False) -> Tab:
+        context = browser.new_context(viewport={"width": width, "height": height},
+                                      timezone_id="Europe/Paris", locale="en-GB")
+        contexts.append(context)
+        page = context.new_page()
+        tab = Tab(page)
+        page.on("console", lambda msg: msg.type in ("error", "warning") and tab.problems.append(
+            f"console {msg.type}: {msg.text}"))
+        page.on("pageerror", lambda exc: tab.problems.append(f"exception: {exc}"))
+        page.on("requestfailed", lambda req: "/api/v1.0/stream" not in req.url
+                and tab.problems.append(f"request failed: {req.url} {req.failure}"))
+        page.on("response", lambda resp: resp.status >= 400 and tab.problems.append(
+            f"HTTP {resp.status}: {resp.url}"))
+        page.goto(app_url + path)
+        page.wait_for_function("document.body.dataset.ready === '1'", timeout=DEADLINE_MS)
+        if live:
+            page.wait_for_function("document.getElementById('live').classList.contains('on')",
+                                   timeout=DEADLINE_MS)
+        return tab
+
+    yield opener
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def recorded(r: redis.Redis, keys: Keys) -> Store:
+    """Redis holding the Coinbase recording, written as the tracker writes it."""
+    store = Store(r, keys, publish_ticks=True)
+    store.write(coinbase_ticks())
+    return store
+
+
+def busiest(store: Store) -> tuple[str, str]:
+    """The recorded series with the most price points."""
+    return max(store.series(), key=lambda s: store.count(s[0], s[1], "price"))
+
+
+CHART = "Highcharts.charts.find(Boolean)"
+
+
+def chart_points(tab: Tab, series_id: str) -> int:
+    return tab.page.evaluate(f"{CHART}.get('{series_id}').options.data.length")
+
+
+# ---------------------------------------------------------------------------------- overview
+def test_overview_lists_every_series_with_stale_ones_highlighted(open_page, recorded):
+    tab = open_page("/")
+    rows = tab.page.locator("#series-table tbody tr")
+    assert rows.count() == len(recorded.series())
+    # The recording is from 2021: every series is long stale.
+    assert tab.page.locator("#series-table tbody tr.stale").count() == rows.count()
+    assert tab.page.locator("#series-table .sparkline svg").count() == rows.count()
+    exchange, symbol = busiest(recorded)
+    row = tab.page.locator(f"tr[data-series='{exchange}:{symbol}']")
+    latest = recorded.latest(exchange, symbol)
+    assert row.locator("td.bid").inner_text().replace(",", "") == \
+        f"{float(latest['bid']):.{_places(latest)}f}"
+    assert "Europe/Paris" in tab.page.locator("#tz").inner_text()
+    tab.screenshot("overview")
+    tab.assert_clean()
+
+
+def test_overview_shows_a_tick_written_after_it_loaded(open_page, recorded):
+    tab = open_page("/", live=True)
+    exchange, symbol = busiest(recorded)
+    recorded.write([Tick(exchange, symbol, now_ms(), price="123.4567", bid="123.4500",
+                         ask="123.4600")])
+    row = f"tr[data-series='{exchange}:{symbol}']"
+    tab.page.wait_for_function(
+        f"document.querySelector(\"{row} td.price\").textContent.includes('123.4567')",
+        timeout=DEADLINE_MS)
+    assert "stale" not in (tab.page.locator(row).get_attribute("class") or "")
+    tab.assert_clean()
+
+
+# ---------------------------------------------------------------------------------- chart
+def test_chart_holds_every_recorded_point(open_page, recorded):
+    exchange, symbol = busiest(recorded)
+    tab = open_page(f"/chart/{exchange}/{symbol}")
+    assert chart_points(tab, "price") == recorded.count(exchange, symbol, "price")
+    assert chart_points(tab, "band") > 0
+    assert chart_points(tab, "navigator-series") == recorded.count(exchange, symbol, "price")
+    assert tab.page.evaluate(f"{CHART}.get('band').type") == "arearange"
+    tab.screenshot("chart")
+    buttons = tab.page.evaluate(f"{CHART}.rangeSelector.buttons.map(b => b.text.textStr)")
+    assert buttons == ["1h", "1d", "1w", "1m", "All"]
+    tab.assert_clean()
+
+
+def test_chart_appends_a_tick_written_after_it_loaded(open_page, recorded):
+    exchange, symbol = busiest(recorded)
+    tab = open_page(f"/chart/{exchange}/{symbol}", live=True)
+    before = chart_points(tab, "price")
+    last = recorded.latest(exchange, symbol)["time"]
+    recorded.write([Tick(exchange, symbol, last + 2000, price="99.125")])
+    tab.page.wait_for_function(
+        f"{CHART}.get('price').options.data.some(p => p[0] === {last + 2000} && p[1] === 99.125)",
+        timeout=DEADLINE_MS)
+    assert chart_points(tab, "price") == before + 1
+    tab.assert_clean()
+
+
+def test_chart_shows_a_flag_when_a_rule_fires(open_page, recorded, r, keys):
+    exchange, symbol = busiest(recorded)
+    tab = open_page(f"/chart/{exchange}/{symbol}", live=True)
+    last = recorded.latest(exchange, symbol)["time"]
+    events.publish(r, keys, events.TriggerEvent(
+        rule="cfg:price-high", series=f"{exchange}:{symbol}", state=events.FIRING,
+        kind="above", value=15.0, threshold=14.9, time=last,
+        message="price 15.0 above 14.9"), maxlen=100)
+    tab.page.wait_for_function(f"{CHART}.get('alerts').points.length === 1",
+                               timeout=DEADLINE_MS)
+    assert tab.page.evaluate(f"{CHART}.get('alerts').points[0].x") == last
+    tab.screenshot("chart-alert")
+    tab.assert_clean()
+
+
+def test_chart_compares_another_series_on_a_second_axis(open_page, recorded):
+    exchange, symbol = busiest(recorded)
+    other = next(f"{e}:{s}" for e, s in recorded.series() if (e, s) != (exchange, symbol)
+                 and recorded.count(e, s, "price"))
+    tab = open_page(f"/chart/{exchange}/{symbol}")
+    tab.page.select_option("#compare", other)
+    tab.page.wait_for_function(f"{CHART}.get('compare') && "
+                               f"{CHART}.get('compare').options.data.length > 0",
+                               timeout=DEADLINE_MS)
+    # The compared series is fetched for the range on show.
+    low, high = tab.page.evaluate(f"[{CHART}.xAxis[0].min, {CHART}.xAxis[0].max]")
+    oe, os_ = other.split(":")
+    assert chart_points(tab, "compare") == recorded.count(oe, os_, "price", round(low),
+                                                          round(high))
+    tab.assert_clean()
+
+
+def test_chart_draws_candles_for_a_long_range(open_page, r, keys):
+    store = Store(r, keys)
+    start = now_ms() - 10 * 86_400_000
+    # Ten days of a tick every 15 minutes, wandering up and down.
+    prices = [50000 + 40 * ((i * 7) % 23) + 3 * i for i in range(960)]
+    store.write([Tick("kraken", "BTC-USD", start + i * 900_000, price=f"{p}.5", bid=f"{p - 5}.0",
+                      ask=f"{p + 5}.0") for i, p in enumerate(prices)])
+    tab = open_page("/chart/kraken/BTC-USD")
+    tab.page.locator(".highcharts-range-selector-buttons text", has_text="All").click()
+    tab.page.wait_for_function(f"{CHART}.get('candles').options.data.length > 0",
+                               timeout=DEADLINE_MS)
+    assert chart_points(tab, "price") == 0
+    assert "Candles" in tab.page.locator("#mode").inner_text()
+    tab.screenshot("chart-candles")
+    tab.assert_clean()
+
+
+# ---------------------------------------------------------------------------------- alerts
+def delivered(r: redis.Redis, keys: Keys, *found: events.TriggerEvent) -> None:
+    """Record events as the alert server records each one it delivered."""
+    pipe = r.pipeline()
+    for event in found:
+        record(pipe, keys, event=json.loads(event.to_json()), entry="0-1", consumer="test",
+               outcomes=[], alerts_max=100, dead_letter_max=100)
+    pipe.execute()
+
+
+def test_alerts_page_filters_by_series_and_state(open_page, r, keys):
+    delivered(r, keys,
+              events.TriggerEvent("cfg:a", "coinbase:BTC-USD", events.FIRING, "above", 1, 0.5),
+              events.TriggerEvent("cfg:a", "coinbase:BTC-USD", events.RESOLVED, "above", 0.4, 0.5),
+              events.TriggerEvent("cfg:b", "kraken:ETH-USD", events.FIRING, "below", 1, 2))
+    tab = open_page("/alerts?state=firing")
+    assert tab.page.locator("#alerts-table tbody tr").count() == 2
+    tab.page.select_option("#f-series", "coinbase:BTC-USD")
+    assert tab.page.locator("#alerts-table tbody tr").count() == 1
+    assert "series=coinbase%3ABTC-USD" in tab.page.url
+    tab.page.select_option("#f-state", "")
+    assert tab.page.locator("#alerts-table tbody tr").count() == 2
+    tab.screenshot("alerts")
+    tab.assert_clean()
+
+
+def test_alerts_page_shows_a_new_event_live(open_page, r, keys):
+    tab = open_page("/alerts", live=True)
+    events.publish(r, keys, events.TriggerEvent("cfg:x", "kraken:ETH-USD", events.FIRING,
+                                                "above", 3, 2, message="live one"), maxlen=100)
+    tab.page.wait_for_function("document.querySelectorAll('#alerts-table tbody tr').length === 1",
+                               timeout=DEADLINE_MS)
+    assert "live one" in tab.page.locator("#alerts-table tbody").inner_text()
+    tab.assert_clean()
+
+
+# ---------------------------------------------------------------------------------- status
+def test_status_page_shows_heartbeats_and_tracker_stats(open_page, r, keys):
+    for component in ("tracker", "watcher.history", "server"):
+        Heartbeat(r, keys, component, ttl=60).beat()
+    r.hset(keys.tracker_stats("coinbase"), mapping={"connected": 1, "frames": 217, "ticks": 107,
+                                                    "parse_errors": 0, "reconnects": 2})
+    Store(r, keys).write([Tick("coinbase", "BTC-USD", now_ms(), price="1.5")])
+    tab = open_page("/status")
+    assert tab.page.locator("#overall").inner_text() == "healthy"
+    assert tab.page.locator("#components-table tbody tr").count() == 3
+    stats = tab.page.locator("#exchanges-table tr[data-exchange='coinbase']").inner_text()
+    assert "217" in stats and "reconnects" in stats
+    tab.screenshot("status")
+    tab.assert_clean()
+
+
+# ---------------------------------------------------------------------------------- narrow
+@pytest.mark.parametrize("path", ["/", "/chart/coinbase/{symbol}", "/alerts", "/status"])
+def test_pages_fit_a_narrow_screen(open_page, recorded, r, keys, path):
+    Heartbeat(r, keys, "tracker", ttl=60).beat()
+    recorded.write([Tick("coinbase", s, now_ms(), price="1.0") for _, s in recorded.series()])
+    symbol = busiest(recorded)[1]
+    tab = open_page(path.format(symbol=symbol), width=375, height=740)
+    overflow = tab.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0
+    tab.screenshot("narrow-" + (path.strip("/").split("/")[0] or "overview"))
+    tab.assert_clean()
+
+
+def _places(latest: dict) -> int:
+    return max(len(str(float(latest[f])).partition(".")[2]) for f in ("price", "bid", "ask"))

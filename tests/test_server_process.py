@@ -1,0 +1,147 @@
+"""`bcx server` as a real process: SIGTERM, SIGKILL mid-delivery and restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bcx.server.history import recent_alerts
+from tests.server_support import (
+    WebhookReceiver,
+    duplicates,
+    log_ids,
+    pending_count,
+    publish_events,
+)
+from tests.support import RedisServer, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+GROUP = "bcx-server"
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+class Servers:
+    """`bcx server` subprocesses sharing one config; each is killed at teardown if alive."""
+
+    def __init__(self, tmp_path: Path, redis_url: str, webhook_url: str):
+        self.tmp_path = tmp_path
+        self.log_path = tmp_path / "alerts.jsonl"
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.stderr_paths: list[Path] = []
+        self.config_path = tmp_path / "bcx.conf"
+        self.redis_url = redis_url
+        self.webhook_url = webhook_url
+
+    def write_config(self, consumer: str = "") -> None:
+        self.config_path.write_text(
+            f"[redis]\nurl = {self.redis_url}\n\n"
+            "[server]\nnotifiers = log webhook\n"
+            f"log_path = {self.log_path}\n"
+            f"webhook_url = {self.webhook_url}\n"
+            "webhook_retries = 0\n"
+            "claim_idle = 1s\n"
+            "heartbeat_ttl = 5s\n"
+            f"consumer = {consumer}\n")
+
+    def start(self) -> subprocess.Popen[bytes]:
+        env = {name: value for name, value in os.environ.items() if not name.startswith("BCX_")}
+        stderr_path = self.tmp_path / f"server-{len(self.processes)}.log"
+        with open(stderr_path, "wb") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "bcx.cli", "server", "--config", str(self.config_path)],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        self.processes.append(process)
+        self.stderr_paths.append(stderr_path)
+        return process
+
+    def stderr(self, index: int = -1) -> str:
+        return self.stderr_paths[index].read_text()
+
+    def kill_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def servers(tmp_path, redis_server: RedisServer, r, receiver) -> Iterator[Servers]:
+    servers = Servers(tmp_path, redis_server.url, receiver.url)
+    yield servers
+    servers.kill_all()
+
+
+def test_sigterm_exits_zero_and_clears_the_heartbeat(r, keys, servers):
+    servers.write_config()
+    process = servers.start()
+    wait_for(lambda: r.exists(keys.heartbeat("server")), timeout=20,
+             message="the server's heartbeat")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+    assert not r.exists(keys.heartbeat("server"))
+
+
+def test_sigterm_mid_delivery_finishes_the_event_then_exits_zero(r, keys, servers, receiver):
+    servers.write_config()
+    receiver.hold_at = 1
+    ids = publish_events(r, keys, 3)
+    process = servers.start()
+    assert receiver.holding.wait(timeout=20), "the webhook never got the first event"
+    process.send_signal(signal.SIGTERM)
+    wait_for(lambda: "SIGTERM: shutting down" in servers.stderr(), timeout=20,
+             message="the server to log the SIGTERM")
+    receiver.release.set()
+    assert process.wait(timeout=20) == 0
+    # The event in hand was delivered and acknowledged; the rest were never read, so they
+    # wait unclaimed in the stream for the next start rather than pending on this consumer.
+    assert receiver.ids() == ids[:1]
+    assert pending_count(r, keys, GROUP) == 0
+    assert [alert["id"] for alert in recent_alerts(r, keys)] == ids[:1]
+
+
+@pytest.mark.parametrize("consumer", ["server-1", ""], ids=["same-name", "new-name"])
+def test_a_killed_server_delivers_everything_after_restart(r, keys, servers, receiver,
+                                                           consumer):
+    """SIGKILL while the webhook holds event 4, publish more while down, restart: every event
+    is delivered, and the one in flight at the kill is delivered twice (at least once)."""
+    servers.write_config(consumer)
+    receiver.hold_at = 4
+    before = publish_events(r, keys, 10)
+    first = servers.start()
+    assert receiver.holding.wait(timeout=20), "the webhook never got event 4"
+    first.kill()
+    first.wait(timeout=10)
+    receiver.release.set()
+    assert pending_count(r, keys, GROUP) == 1  # event 4: delivered, never acknowledged
+    during = publish_events(r, keys, 10, start=10)
+    second = servers.start()
+    expected = before + during
+    wait_for(lambda: set(receiver.ids()) >= set(expected), timeout=30,
+             message="every event at the webhook after restart")
+    wait_for(lambda: pending_count(r, keys, GROUP) == 0, timeout=30,
+             message="every event acknowledged")
+    assert set(receiver.ids()) == set(expected)
+    assert duplicates(receiver.ids()) == {before[3]: 2}
+    assert duplicates(log_ids(servers.log_path)) == {before[3]: 2}
+    restarted = receiver.ids()[4:]
+    if consumer:
+        # Same name: its own pending event first, then the rest in stream order.
+        assert restarted == expected[3:]
+    else:
+        # New name: new events in stream order; the dead consumer's event whenever it has
+        # been idle for claim_idle (at start or later, depending on how fast the restart was).
+        assert [event_id for event_id in restarted if event_id != before[3]] == expected[4:]
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=20) == 0

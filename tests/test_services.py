@@ -1,0 +1,360 @@
+"""Boot-time services: `bcx status`, the systemd units, the LSB init scripts (really starting
+each component against the test redis-server) and `make install DESTDIR=...`."""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import getpass
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from bcx.cli import main
+from bcx.heartbeat import Heartbeat
+from bcx.keys import Keys
+from tests.support import free_port, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+INITD = ROOT / "init.d"
+VENV_BIN = Path(sys.executable).parent
+COMPONENTS = {"tracker": "tracker", "watcher": "watcher", "server": "server", "web": "web"}
+UNITS = [f"bcx-{name}.service" for name in COMPONENTS] + ["bcx.target"]
+
+
+# --------------------------------------------------------------------------- bcx status
+
+
+@pytest.fixture
+def conf(tmp_path: Path, redis_url: str) -> Path:
+    path = tmp_path / "bcx.conf"
+    path.write_text(f"[redis]\nurl = {redis_url}\n")
+    return path
+
+
+def status(conf: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["status", "--config", str(conf), *args])
+    return result.exit_code, result.output
+
+
+def beat(r: redis.Redis, keys: Keys, component: str) -> None:
+    Heartbeat(r, keys, component, ttl=30).beat()
+
+
+def test_status_lists_every_expected_component_and_fails_when_one_is_down(r, keys, conf):
+    beat(r, keys, "tracker")
+    code, out = status(conf)
+    assert code == 1
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:]}
+    assert rows == {"tracker": "up", "watcher.history": "DOWN", "watcher.rules": "DOWN",
+                    "server": "DOWN", "web": "DOWN"}
+
+
+def test_status_exits_zero_when_every_component_beats(r, keys, conf):
+    for name in ("tracker", "watcher.history", "watcher.rules", "server", "web"):
+        beat(r, keys, name)
+    assert status(conf)[0] == 0
+
+
+def test_status_component_group_name_checks_all_its_threads(r, keys, conf):
+    beat(r, keys, "watcher.history")
+    code, out = status(conf, "--component", "watcher", "--json")
+    assert code == 1
+    report = json.loads(out)
+    assert report["healthy"] is False
+    assert {name: item["up"] for name, item in report["components"].items()} == {
+        "watcher.history": True, "watcher.rules": False}
+    beat(r, keys, "watcher.rules")
+    assert status(conf, "--component", "watcher")[0] == 0
+
+
+def test_status_of_a_cleared_heartbeat_is_down(r, keys, conf):
+    heartbeat = Heartbeat(r, keys, "server", ttl=30)
+    heartbeat.beat()
+    heartbeat.clear()
+    assert status(conf, "--component", "server")[0] == 1
+
+
+def test_status_since_ignores_a_heartbeat_left_by_an_earlier_process(r, keys, conf):
+    beat(r, keys, "tracker")
+    later = int(r.hget(keys.heartbeat("tracker"), "time")) + 1
+    assert status(conf, "--component", "tracker", "--since", str(later))[0] == 1
+    assert status(conf, "--component", "tracker", "--wait", "300ms")[0] == 1
+
+
+def test_status_exits_three_when_redis_is_unreachable(tmp_path):
+    path = tmp_path / "bcx.conf"
+    path.write_text(f"[redis]\nurl = redis://127.0.0.1:{free_port()}/0\nsocket_timeout = 1s\n")
+    code, out = status(path)
+    assert code == 3
+    assert "cannot read heartbeats" in out
+
+
+# --------------------------------------------------------------------------- systemd units
+
+
+def read_unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(INITD / name)
+    return parser
+
+
+def test_units_pass_systemd_analyze_verify(tmp_path):
+    # The units name /opt/bcx/bin; verify checks that executables exist, so it reads copies
+    # pointing at this checkout's virtualenv. Warnings count as failures too.
+    for name in UNITS:
+        text = (INITD / name).read_text().replace("/opt/bcx/bin/", f"{VENV_BIN}/")
+        (tmp_path / name).write_text(text)
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", *UNITS],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert not [line for line in output.splitlines()
+                if str(tmp_path) in line or "bcx" in line], output
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_unit_is_hardened_restarts_on_failure_and_checks_its_heartbeat(component):
+    unit = read_unit(f"bcx-{component}.service")
+    assert {"network-online.target", "redis-server.service"} <= set(unit["Unit"]["After"].split())
+    service = unit["Service"]
+    assert service["Restart"] == "on-failure"
+    assert service["User"] == "bcx"
+    assert service["NoNewPrivileges"] == "yes"
+    assert service["ProtectSystem"] == "strict"
+    assert service["PrivateTmp"] == "yes"
+    assert set(service["ReadWritePaths"].split()) == {"/var/lib/bcx", "/var/log/bcx"}
+    assert service["ExecStartPost"].startswith(
+        f"/opt/bcx/bin/bcx status --component {COMPONENTS[component]} --wait")
+    assert unit["Install"]["WantedBy"] == "bcx.target"
+
+
+# --------------------------------------------------------------------------- init scripts
+
+
+@pytest.fixture
+def service_env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, str]]:
+    """The environment of an init script run against the test Redis: pidfiles, logs and
+    working directory in a temp dir, the current user, this checkout's bcx."""
+    for name in ("run", "log", "work"):
+        (tmp_path / name).mkdir()
+    conf = tmp_path / "bcx.conf"
+    conf.write_text(
+        f"[redis]\nurl = {redis_url}\n"
+        # Nothing listens there: the tracker retries a loopback port, harmless and offline.
+        f"[exchange:coinbase]\nurl = ws://127.0.0.1:{free_port()}/\nsymbols = BTC-USD\n"
+        f"[tracker]\nheartbeat_ttl = 5s\n"
+        f"[server]\nlog_path = {tmp_path / 'work' / 'alerts.jsonl'}\n"
+        f"[watcher]\narchive_dir = {tmp_path / 'work' / 'archive'}\n"
+        f"[web]\nbind = 127.0.0.1:{free_port()}\nworkers = 1\nthreads = 2\n")
+    # The defaults file carries most settings (as /etc/default/bcx would); the environment
+    # carries the rest and would win over it.
+    defaults = tmp_path / "default-bcx"
+    defaults.write_text(f"BCX_RUNDIR={tmp_path / 'run'}\nBCX_LOGDIR={tmp_path / 'log'}\n"
+                        f"BCX_WORKDIR={tmp_path / 'work'}\nBCX_CONF={conf}\n"
+                        "BCX_USER=nobody-that-exists\n")
+    env = {"PATH": os.environ["PATH"], "BCX_DEFAULTS": str(defaults),
+           "BCX_USER": getpass.getuser(), "BCX_BIN": str(VENV_BIN / "bcx"),
+           "BCX_START_WAIT": "30", "BCX_STOP_WAIT": "15"}
+    env["BCX_TEST_RUNDIR"] = str(tmp_path / "run")
+    yield env
+    for pidfile in (tmp_path / "run").glob("*.pid"):
+        # Only if a test failed half-way: never leave a daemon behind.
+        # start-stop-daemon --background makes the daemon a session leader: its group
+        # holds gunicorn's workers too.
+        with contextlib.suppress(ValueError, ProcessLookupError):
+            os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def initd(script: str, action: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(INITD / script), action], env=env, capture_output=True,
+                          text=True, timeout=90)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited; only its parent has not reaped it yet.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_init_script_starts_reports_and_stops_its_component(component, service_env, r, keys):
+    script = f"bcx-{component}"
+    pidfile = Path(service_env["BCX_TEST_RUNDIR"]) / f"{script}.pid"
+
+    started = initd(script, "start", service_env)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "no heartbeat" not in started.stdout, started.stdout
+    pid = int(pidfile.read_text())
+    assert alive(pid)
+
+    again = initd(script, "start", service_env)
+    assert again.returncode == 0 and "already running" in again.stdout
+    assert int(pidfile.read_text()) == pid
+
+    state = initd(script, "status", service_env)
+    assert state.returncode == 0, state.stdout + state.stderr
+    assert "is running" in state.stdout and "heartbeat fresh" in state.stdout
+    beats = [name for name in r.smembers(keys.components)
+             if name == COMPONENTS[component] or name.startswith(COMPONENTS[component] + ".")]
+    assert beats and all(r.exists(keys.heartbeat(name)) for name in beats)
+
+    stopped = initd(script, "stop", service_env)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    wait_for(lambda: not alive(pid), timeout=20, message=f"{script} to exit")
+    assert not pidfile.exists()
+    assert not any(r.exists(keys.heartbeat(name)) for name in beats)
+
+    gone = initd(script, "status", service_env)
+    assert gone.returncode == 3 and "not running" in gone.stdout
+
+
+def test_init_script_status_says_unhealthy_when_the_process_runs_without_heartbeat(
+        service_env, r, keys):
+    service_env["BCX_REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    service_env["BCX_START_WAIT"] = "0"
+    started = initd("bcx-server", "start", service_env)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        state = initd("bcx-server", "status", service_env)
+        assert state.returncode == 150, state.stdout
+        assert "heartbeat is missing" in state.stdout
+    finally:
+        assert initd("bcx-server", "stop", service_env).returncode == 0
+
+
+def test_init_script_start_fails_when_the_component_exits(service_env, tmp_path):
+    (tmp_path / "bcx.conf").write_text("[redis]\nurl = nowhere\n")
+    started = initd("bcx-tracker", "start", service_env)
+    assert started.returncode == 1
+    assert "exited at start" in started.stdout
+    assert not (Path(service_env["BCX_TEST_RUNDIR"]) / "bcx-tracker.pid").exists()
+
+
+# --------------------------------------------------------------------------- make install
+
+
+def manifest(root: Path) -> dict[str, tuple[str, str]]:
+    """Every path under root: its mode and type, and a file's digest or a link's target."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        if path.is_symlink():
+            content = "-> " + os.readlink(path)
+        elif path.is_file():
+            content = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            content = "dir"
+        out[str(path.relative_to(root))] = (oct(info.st_mode), content)
+    return out
+
+
+def source_snapshot(destination: Path) -> Path:
+    """A copy of the checkout (tracked and new files, mtimes kept) so helpers editing the
+    tree meanwhile cannot change what the two installs see."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], cwd=ROOT, capture_output=True,
+                            check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return destination
+
+
+def make_install(source: Path, destdir: Path, action: str = "install"
+                 ) -> subprocess.CompletedProcess[str]:
+    # Offline: the dependencies are not fetched (the test checks the layout); the package
+    # itself comes from the wheel the checkout's .venv builds.
+    return subprocess.run(["make", "-s", "-C", str(source), action, f"DESTDIR={destdir}",
+                           f"VENV={VENV_BIN.parent}", "BCX_PIP_OPTS=--no-deps --no-index"],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict, dict]:
+    source = source_snapshot(tmp_path_factory.mktemp("src"))
+    destdir = tmp_path_factory.mktemp("destdir")
+    first = make_install(source, destdir)
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = manifest(destdir)
+    second = make_install(source, destdir)
+    assert second.returncode == 0, second.stdout + second.stderr
+    return source, destdir, before, manifest(destdir)
+
+
+EXPECTED_MODES = {
+    "etc/bcx/bcx.conf": 0o640,
+    "etc/default/bcx": 0o644,
+    **{f"etc/systemd/system/{unit}": 0o644 for unit in UNITS},
+    **{f"etc/init.d/bcx-{name}": 0o755 for name in COMPONENTS},
+    "opt/bcx/bin/bcx": 0o755,
+    "opt/bcx/bin/python": None,
+    "opt/bcx/share/bcx/init-functions": 0o644,
+    "var/lib/bcx": 0o750,
+    "var/log/bcx": 0o750,
+}
+
+
+def test_make_install_lays_out_the_expected_files_with_their_modes(installed):
+    _, destdir, _, _ = installed
+    for name, mode in EXPECTED_MODES.items():
+        path = destdir / name
+        assert path.exists(), name
+        if mode is not None:
+            assert path.stat().st_mode & 0o7777 == mode, name
+    assert (destdir / "etc/bcx/bcx.conf").read_text().count(
+        "log_path = /var/log/bcx/alerts.jsonl") == 1
+    assert (destdir / "opt/bcx/bin/bcx").read_text().startswith("#!/opt/bcx/bin/python")
+    assert str(destdir) not in (destdir / "opt/bcx/pyvenv.cfg").read_text()
+    site = next((destdir / "opt/bcx/lib").glob("python3*/site-packages"))
+    assert (site / "bcx/status.py").is_file() and (site / "web/liveness.py").is_file()
+
+
+def test_make_install_a_second_time_changes_nothing(installed):
+    _, _, before, after = installed
+    assert before == after
+
+
+def test_make_install_never_overwrites_an_existing_config(installed):
+    source, destdir, _, _ = installed
+    conf = destdir / "etc/bcx/bcx.conf"
+    original = conf.read_text()
+    conf.write_text("[redis]\nurl = redis://127.0.0.1:6390/0\n")
+    try:
+        result = make_install(source, destdir)
+        assert result.returncode == 0, result.stderr
+        assert conf.read_text() == "[redis]\nurl = redis://127.0.0.1:6390/0\n"
+        assert "kept the existing" in result.stdout
+    finally:
+        conf.write_text(original)
+
+
+def test_make_uninstall_removes_the_program_and_keeps_the_config(installed, tmp_path):
+    source, destdir, _, _ = installed
+    copy = tmp_path / "dest"
+    shutil.copytree(destdir, copy, symlinks=True)
+    for _ in range(2):
+        result = make_install(source, copy, "uninstall")
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert not (copy / "opt/bcx").exists()
+    assert not list((copy / "etc/systemd/system").glob("bcx*"))
+    assert not list((copy / "etc/init.d").glob("bcx*"))
+    assert (copy / "etc/bcx/bcx.conf").exists()

@@ -1,0 +1,182 @@
+"""The tracker's feed health: reconnects after closes and silences, unreadable frames counted
+and skipped, pings answered, sequence gaps counted, feed_down events published and resolved."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from bcx.events import FIRING, RESOLVED, TriggerEvent
+from bcx.keys import Keys
+from bcx.replay import ReplayServer
+from bcx.tracker.run import Tracker, tracker_client
+from tests import trackerkit
+from tests.support import free_port, wait_for
+
+COINBASE = trackerkit.DATA / "coinbase_ticker.session.jsonl"
+PRODUCTS = ["SKL-USD", "SKL-BTC", "BAND-GBP", "NMR-EUR", "BAND-BTC", "YFI-BTC", "DASH-BTC",
+            "NU-GBP", "CRV-EUR", "SKL-GBP"]
+# Ticker frames in the Coinbase recording: each is one tick.
+TICKERS = sum(1 for raw in trackerkit.session_frames("coinbase_ticker")
+              if json.loads(raw).get("type") == "ticker")
+keys = Keys("bcx")
+
+
+@pytest.fixture
+def start(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Tracker]]:
+    """``start(url, **tracker settings)``: a Coinbase tracker on ``url``, stopped at teardown."""
+    trackers: list[Tracker] = []
+
+    def run(url: str, **settings: object) -> Tracker:
+        config = trackerkit.tracker_config(tmp_path, redis_url, {"coinbase": (url, PRODUCTS)},
+                                           **settings)
+        tracker = Tracker(config, tracker_client(config))
+        trackers.append(tracker)
+        tracker.start()
+        return tracker
+
+    yield run
+    for tracker in trackers:
+        tracker.stop()
+
+
+@pytest.fixture
+def replay() -> Iterator[Callable[..., ReplayServer]]:
+    servers: list[ReplayServer] = []
+
+    def run(session: Path = COINBASE, **options: object) -> ReplayServer:
+        server = ReplayServer(session, speed=0, **options)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield run
+    for server in servers:
+        server.stop()
+
+
+def subscribes(server: ReplayServer, connection: int) -> list[str]:
+    return [raw for number, raw in server.received
+            if number == connection and json.loads(raw).get("type") == "subscribe"]
+
+
+@pytest.mark.parametrize("abrupt", [True, False], ids=["dropped-1006", "closed-1000"])
+def test_server_closing_mid_stream_makes_the_tracker_reconnect_and_resubscribe(
+        start: Callable[..., Tracker], replay: Callable[..., ReplayServer],
+        abrupt: bool) -> None:
+    server = replay(close_after=50, abrupt=abrupt)
+    tracker = start(server.url)
+    stats = tracker.stats[0]
+    wait_for(lambda: server.connections >= 2 and subscribes(server, 1),
+             message="a second connection that subscribes again")
+    assert subscribes(server, 1) == subscribes(server, 0)
+    wait_for(lambda: stats.ticks >= TICKERS + 1, message="the second connection's ticks")
+    assert stats.reconnects >= 1
+    assert stats.parse_errors == 0
+
+
+def test_silent_server_is_dropped_by_the_watchdog(start: Callable[..., Tracker],
+                                                  replay: Callable[..., ReplayServer]) -> None:
+    server = replay(silent_after=20)
+    tracker = start(server.url, silence_timeout="500ms")
+    stats = tracker.stats[0]
+    wait_for(lambda: server.connections >= 2, message="a reconnect after the silence")
+    assert stats.silences >= 1
+    assert "silent" in stats.last_error
+    wait_for(lambda: stats.connected and stats.ticks >= TICKERS, message="the healthy replay")
+
+
+def test_garbage_binary_and_oversized_frames_are_counted_and_skipped(
+        start: Callable[..., Tracker], replay: Callable[..., ReplayServer],
+        r: redis.Redis) -> None:
+    oversized = json.dumps({"type": "ticker", "padding": "x" * 2000})
+    server = replay(inject={10: ["this is not json", b"\x00\x01binary", oversized,
+                                 '{"type":"ticker","product_id":"SKL-USD"}']})
+    tracker = start(server.url, max_frame_bytes=1024)
+    stats = tracker.stats[0]
+    wait_for(lambda: stats.ticks == TICKERS and tracker.writer.written == TICKERS,
+             message="every recorded tick despite the bad frames")
+    assert stats.parse_errors == 4
+    assert server.connections == 1 and stats.connected
+    wait_for(lambda: r.hget(keys.tracker_stats("coinbase"), "parse_errors") == "4",
+             message="parse errors in the stats hash")
+
+
+def test_websocket_pings_from_the_server_are_answered(start: Callable[..., Tracker]) -> None:
+    answered = []
+
+    def script(conn: object, number: int) -> None:
+        conn.recv(timeout=5)  # the subscription
+        answered.append(conn.ping(b"are you there").wait(5))
+        conn.recv(timeout=30)
+
+    with trackerkit.scripted(script) as server:
+        start(server.url)
+        wait_for(lambda: answered, message="the ping's fate")
+    assert answered == [True]
+
+
+def test_tracker_pings_a_quiet_server(start: Callable[..., Tracker]) -> None:
+    def script(conn: object, number: int) -> None:
+        conn.recv(timeout=5)
+        conn.send('{"type":"heartbeat","product_id":"SKL-USD"}')
+        conn.recv(timeout=30)
+
+    with trackerkit.scripted(script) as server:
+        tracker = start(server.url, ping_interval="100ms")
+        wait_for(lambda: tracker.stats[0].pings >= 2, message="pings on a quiet feed")
+
+
+def test_sequence_gaps_are_counted_per_series(start: Callable[..., Tracker],
+                                             replay: Callable[..., ReplayServer],
+                                             r: redis.Redis, tmp_path: Path) -> None:
+    # Drop three SKL-USD tickers from the recording: their trade ids become gaps.
+    lines = COINBASE.read_text().splitlines()
+    skl = [i for i, line in enumerate(lines) if '\\"ticker\\"' in line
+           and '\\"product_id\\":\\"SKL-USD\\"' in line]
+    dropped = set(skl[3:6])
+    session = tmp_path / "coinbase_gaps.session.jsonl"
+    session.write_text("\n".join(line for i, line in enumerate(lines) if i not in dropped))
+    expected = _trade_id_gaps(session, "SKL-USD")
+    assert expected >= 3
+    tracker = start(replay(session).url)
+    wait_for(lambda: r.hget(keys.gaps("coinbase"), "SKL-USD") == str(expected),
+             message=f"{expected} gaps on SKL-USD")
+    assert tracker.stats[0].gaps == expected
+
+
+def _trade_id_gaps(session: Path, product: str) -> int:
+    """Missed trade ids between consecutive tickers of ``product``, from the file alone."""
+    ids = []
+    for line in session.read_text().splitlines():
+        entry = json.loads(line)
+        if entry["dir"] == "recv":
+            msg = json.loads(entry["raw"])
+            if msg.get("type") == "ticker" and msg.get("product_id") == product:
+                ids.append(msg["trade_id"])
+    return sum(b - a - 1 for a, b in zip(ids, ids[1:], strict=False) if b > a + 1)
+
+
+def test_failed_connections_publish_feed_down_then_resolved(
+        start: Callable[..., Tracker], replay: Callable[..., ReplayServer],
+        r: redis.Redis) -> None:
+    port = free_port()  # nothing listens here yet
+    tracker = start(f"ws://127.0.0.1:{port}", feed_down_after=3)
+    stats = tracker.stats[0]
+
+    def events() -> list[TriggerEvent]:
+        return [TriggerEvent.from_json(fields["event"])
+                for _, fields in r.xrange(keys.events_stream)]
+
+    down = wait_for(events, message="a feed_down event")
+    assert [(e.rule, e.kind, e.state, e.series) for e in down] == [
+        ("feed_down:coinbase", "feed_down", FIRING, "coinbase:*")]
+    assert stats.feed_down and stats.consecutive_failures >= 3
+    replay(port=port)
+    wait_for(lambda: len(events()) == 2, message="the resolved event")
+    assert events()[1].state == RESOLVED and events()[1].rule == "feed_down:coinbase"
+    assert not stats.feed_down and stats.consecutive_failures == 0

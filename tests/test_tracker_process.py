@@ -1,0 +1,169 @@
+"""The tracker across a Redis outage (its own restartable redis-server) and as a ``bcx tracker``
+process stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from bcx.keys import Keys
+from bcx.replay import ReplayServer
+from bcx.ticks import Tick, member
+from bcx.tracker.run import Tracker, tracker_client
+from tests import trackerkit
+from tests.support import RedisServer, free_port, wait_for
+
+COINBASE = trackerkit.DATA / "coinbase_ticker.session.jsonl"
+PRODUCTS = ["SKL-USD", "SKL-BTC", "BAND-GBP", "NMR-EUR", "BAND-BTC", "YFI-BTC", "DASH-BTC",
+            "NU-GBP", "CRV-EUR", "SKL-GBP"]
+# The 30 s recording looped at 20x: a steady 150 frames/s with times shifted to now.
+SPEED = 20
+keys = Keys("bcx")
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test alone, with AOF so a restart keeps what was written."""
+    server = RedisServer(tmp_path / "redis", port=free_port(), appendonly=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def looping_replay() -> Iterator[ReplayServer]:
+    server = ReplayServer(COINBASE, speed=SPEED, loop=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+class Tapped:
+    """A tracker whose writer also records every tick the feed handed over."""
+
+    def __init__(self, config: object):
+        self.tracker = Tracker(config, tracker_client(config))
+        self.ticks: list[Tick] = []
+        writer = self.tracker.writer
+        submit = writer.submit
+
+        def tap(ticks: list[Tick]) -> None:
+            self.ticks.extend(ticks)
+            submit(ticks)
+
+        writer.submit = tap  # type: ignore[method-assign]
+
+    def members(self, ticks: list[Tick] | None = None) -> set[tuple[str, str]]:
+        return {(keys.raw(t.exchange, t.symbol, field), member(t.ms, value))
+                for t in (self.ticks if ticks is None else ticks) for field, value in t.values()}
+
+
+def stored_members(client: redis.Redis) -> set[tuple[str, str]]:
+    out = set()
+    for series in client.smembers(keys.series):
+        exchange, _, symbol = series.partition(":")
+        for field in ("price", "bid", "ask"):
+            key = keys.raw(exchange, symbol, field)
+            out.update((key, item) for item in client.zrange(key, 0, -1))
+    return out
+
+
+def run_through_outage(own_redis: RedisServer, replay: ReplayServer, tmp_path: Path,
+                       **settings: object) -> Tapped:
+    """Stream, stop Redis until the tracker has received 100 more ticks, start it again,
+    wait for the buffer to drain, then stop the tracker."""
+    config = trackerkit.tracker_config(tmp_path, own_redis.url,
+                                       {"coinbase": (replay.url, PRODUCTS)}, **settings)
+    tapped = Tapped(config)
+    tracker = tapped.tracker
+    tracker.start()
+    try:
+        wait_for(lambda: tracker.writer.written >= 50, message="ticks before the outage")
+        own_redis.stop()
+        received = len(tapped.ticks)
+        wait_for(lambda: not tracker.writer.redis_up and len(tapped.ticks) >= received + 100,
+                 message="ticks received while Redis is down")
+        own_redis.start()
+        wait_for(lambda: tracker.writer.redis_up and tracker.writer.buffered == 0,
+                 timeout=15, message="the buffer written after Redis returned")
+    finally:
+        assert tracker.stop()
+    return tapped
+
+
+def test_redis_outage_loses_no_tick_within_the_buffer_bound(
+        own_redis: RedisServer, looping_replay: ReplayServer, tmp_path: Path) -> None:
+    tapped = run_through_outage(own_redis, looping_replay, tmp_path)
+    assert tapped.tracker.writer.dropped.total == 0
+    with own_redis.client() as client:
+        assert stored_members(client) == tapped.members()
+
+
+def test_ticks_past_the_buffer_bound_are_dropped_oldest_first_and_logged(
+        own_redis: RedisServer, looping_replay: ReplayServer, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="bcx.tracker.writer")
+    tapped = run_through_outage(own_redis, looping_replay, tmp_path, buffer_max=30)
+    dropped = tapped.tracker.writer.dropped
+    assert dropped.total >= 70
+    with own_redis.client() as client:
+        stored = stored_members(client)
+    missing = [tick for tick in tapped.ticks if not tapped.members([tick]) <= stored]
+    assert len(missing) == dropped.total
+    # Oldest first: what is missing is one contiguous run of what was received.
+    first = tapped.ticks.index(missing[0])
+    assert tapped.ticks[first:first + len(missing)] == missing
+    per_series: dict[str, int] = {}
+    for tick in missing:
+        per_series[f"coinbase:{tick.symbol}"] = per_series.get(f"coinbase:{tick.symbol}", 0) + 1
+    assert {name: entry.count for name, entry in dropped.series.items()} == per_series
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert f"{dropped.total} in all" in logged
+    for name, count in per_series.items():
+        assert f"{name}: {count} ticks from " in logged
+
+
+def test_sigterm_flushes_everything_and_exits_zero(r: redis.Redis, redis_url: str,
+                                                   looping_replay: ReplayServer,
+                                                   tmp_path: Path) -> None:
+    config = trackerkit.tracker_config(tmp_path, redis_url,
+                                       {"coinbase": ("wss://unused.invalid", PRODUCTS)},
+                                       flush_interval="1s", batch_size=100000)
+    pubsub = r.pubsub()
+    pubsub.subscribe(keys.ticks_channel)
+    wait_for(lambda: pubsub.get_message(timeout=0.1), message="subscription")
+    env = dict(os.environ, BCX_CONF=str(config.path),
+               BCX_EXCHANGE_COINBASE_URL=looping_replay.url)
+    process = subprocess.Popen([sys.executable, "-m", "bcx.cli", "tracker"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        stats_key = keys.tracker_stats("coinbase")
+        wait_for(lambda: int(r.hget(stats_key, "ticks") or 0) >= 100, timeout=15,
+                 message="the tracker streaming")
+        assert r.exists(keys.heartbeat("tracker"))
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        stderr = process.stderr.read().decode() if process.stderr else ""
+    published = 0
+    while (message := pubsub.get_message(timeout=0.2)) is not None:
+        if message["type"] == "message":
+            published += len(json.loads(message["data"]))
+    pubsub.close()
+    final = r.hgetall(stats_key)
+    # A 1 s flush interval means the last second's ticks were only written by the shutdown.
+    assert published == int(final["ticks"]), stderr
+    assert final["connected"] == "0"
+    assert not r.exists(keys.heartbeat("tracker"))

@@ -1,0 +1,134 @@
+"""The watcher process: live evaluation, supervised threads, heartbeats and a clean SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from bcx import config as configmod
+from bcx.heartbeat import read_all
+from bcx.redisconn import connect
+from bcx.store import Store
+from bcx.ticks import Tick
+from bcx.timeutil import now_ms
+from bcx.watcher.run import HISTORY, RULES, Watcher
+from tests.support import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_config(tmp_path: Path, redis_url: str, rule_interval: str = "100ms") -> Path:
+    path = tmp_path / "bcx.conf"
+    path.write_text(f"""\
+[redis]
+url = {redis_url}
+
+[watcher]
+rule_interval = {rule_interval}
+rollup_every = 200ms
+restart_backoff_max = 100ms
+heartbeat_ttl = 3s
+archive_dir = {tmp_path / "archive"}
+
+[rule:btc-high]
+kind = above
+series = coinbase:BTC-USD
+threshold = 50000
+""")
+    return path
+
+
+@pytest.fixture
+def make_watcher(r, redis_url, tmp_path) -> Iterator[Callable[..., Watcher]]:
+    made: list[tuple[Watcher, redis.Redis]] = []
+
+    def make(**settings: str) -> Watcher:
+        config = configmod.load(str(write_config(tmp_path, redis_url, **settings)), env={})
+        connection = connect(redis_url)
+        made.append((Watcher(connection, config), connection))
+        return made[-1][0]
+
+    yield make
+    for running, connection in made:
+        running.shutdown()
+        connection.close()
+
+
+@pytest.fixture
+def watcher(make_watcher) -> Watcher:
+    return make_watcher()
+
+
+def beat_time(r, component: str) -> int:
+    return int(r.hget(f"bcx:heartbeat:{component}", "time") or 0)
+
+
+def test_a_published_tick_is_evaluated_without_waiting_for_a_pass(r, keys, make_watcher):
+    watcher = make_watcher(rule_interval="1h")  # so only the tick can cause the evaluation
+    watcher.start()
+    wait_for(lambda: beat_time(r, RULES), message="the rules thread's heartbeat")
+    Store(r, keys, publish_ticks=True).write(
+        [Tick("coinbase", "BTC-USD", now_ms(), price="50001.5")])
+    entries = wait_for(lambda: r.xrange(keys.events_stream), message="a trigger event")
+    event = json.loads(entries[0][1]["event"])
+    assert (event["rule"], event["state"], event["value"]) == ("conf:btc-high", "firing",
+                                                                "50001.5")
+
+
+def test_roll_ups_are_kept_up_to_date(r, keys, watcher):
+    Store(r, keys).write([Tick("coinbase", "BTC-USD", now_ms(), price="7")])
+    watcher.start()
+    wait_for(lambda: r.zcard(keys.rollup("coinbase", "BTC-USD", "price", 60)),
+             message="a one-minute candle")
+
+
+def test_a_crashing_thread_is_restarted_while_the_other_keeps_beating(r, watcher):
+    real_pass = watcher.history.rollup_pass
+    failures = iter([True, True, True])
+
+    def flaky(now: int) -> int:
+        if next(failures, False):
+            raise RuntimeError("injected failure")
+        return real_pass(now)
+
+    watcher.history.rollup_pass = flaky  # type: ignore[method-assign]
+    watcher.start()
+    first_rules_beat = wait_for(lambda: beat_time(r, RULES), message="rules heartbeat")
+    wait_for(lambda: beat_time(r, HISTORY), message="history heartbeat after restarts")
+    history_thread, rules_thread = watcher.threads
+    assert history_thread.restarts == 3
+    assert rules_thread.restarts == 0
+    wait_for(lambda: beat_time(r, RULES) > first_rules_beat, message="rules still beating")
+    assert history_thread.is_alive() and rules_thread.is_alive()
+
+
+def test_shutdown_clears_both_heartbeats(r, keys, watcher):
+    watcher.start()
+    wait_for(lambda: beat_time(r, HISTORY) and beat_time(r, RULES), message="heartbeats")
+    watcher.shutdown()
+    assert read_all(r, keys) == {HISTORY: None, RULES: None}
+
+
+def test_bcx_watcher_exits_0_on_sigterm(r, redis_url, tmp_path):
+    path = write_config(tmp_path, redis_url)
+    process = subprocess.Popen([sys.executable, "-m", "bcx.cli", "watcher", "--config",
+                                str(path)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: beat_time(r, HISTORY) and beat_time(r, RULES), timeout=20,
+                 message="the watcher's heartbeats")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0, process.stderr.read().decode()[-2000:]
+        assert not r.exists("bcx:heartbeat:watcher.history", "bcx:heartbeat:watcher.rules")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()

@@ -1,0 +1,237 @@
+"""The OpenAPI 3 document of /api/v1.0, written as data. Limits that come from the config
+(the history cap) are filled in when the document is built, so it always tells the truth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bcx.config import EXCHANGES, FIELDS, RULE_KINDS, Config
+
+NUMBER_OR_NULL = {"type": "number", "nullable": True}
+MS = {"type": "integer", "description": "epoch milliseconds"}
+MS_OR_NULL = {**MS, "nullable": True}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _ok(schema: str, description: str = "OK") -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema}
+
+
+INSTANT = {"type": "string", "example": "2021-04-17T16:43:30Z"}
+START = _query("start", "Range start: epoch s, epoch ms or ISO-8601 (UTC if no offset).", INSTANT)
+END = _query("end", "Range end, inclusive: epoch s, epoch ms or ISO-8601.", INSTANT)
+FIELD = _query("field", "Which field.", {"type": "string", "enum": list(FIELDS),
+                                         "default": "price"})
+SERIES_PARAMS = [
+    {"name": "exchange", "in": "path", "required": True, "schema": {"type": "string"},
+     "description": "Exchange name, lower case (e.g. coinbase)."},
+    {"name": "symbol", "in": "path", "required": True, "schema": {"type": "string"},
+     "description": "Normalised BASE-QUOTE symbol (e.g. BTC-USD)."},
+]
+BAD_PARAM = _error("A parameter is invalid; the message names it.")
+NO_SERIES = _error("Unknown series.")
+REDIS_DOWN = _error("Redis is unavailable.")
+DURATION = {"type": "string", "pattern": r"^\d{1,9}(\.\d{1,3})?(ms|s|m|h|d|w|y)?$",
+            "example": "5m"}
+RULE_PROPERTIES: dict[str, Any] = {
+    "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+    "kind": {"type": "string", "enum": list(RULE_KINDS)},
+    "series": {"type": "string", "pattern": "^(" + "|".join(EXCHANGES) +
+               "):[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$", "example": "coinbase:BTC-USD"},
+    "field": {"type": "string", "enum": list(FIELDS)},
+    "threshold": {"type": "number", "nullable": True, "minimum": 0.001, "maximum": 1e15},
+    "window": {"description": "look-back of change_pct", **DURATION},
+    "spread_mode": {"type": "string", "enum": ["pct", "abs"]},
+    "for": {"description": "how long the condition must hold", **DURATION},
+    "cooldown": {"description": "least time between firings", **DURATION},
+    "enabled": {"type": "boolean"},
+}
+RULE_OUTPUT = {**RULE_PROPERTIES, "series": {"type": "string"},
+               "threshold": NUMBER_OR_NULL, "window": {"type": "number"},
+               "for": {"type": "number"}, "cooldown": {"type": "number"}}
+
+
+def schemas(cfg: Config) -> dict[str, Any]:
+    latest = {"time": MS_OR_NULL, "price": NUMBER_OR_NULL, "bid": NUMBER_OR_NULL,
+              "ask": NUMBER_OR_NULL, "spread": NUMBER_OR_NULL,
+              "age_s": {"type": "number", "nullable": True, "description": "seconds"}}
+    summary = {"count": {"type": "integer"}, "min": NUMBER_OR_NULL, "max": NUMBER_OR_NULL,
+               "mean": NUMBER_OR_NULL, "last": NUMBER_OR_NULL}
+    return {
+        "Error": _object({"error": _object({"status": {"type": "integer"},
+                                            "message": {"type": "string"},
+                                            "parameter": {"type": "string"}},
+                                           ["status", "message"])}, ["error"]),
+        "Latest": _object(latest, list(latest)),
+        "SeriesSummary": _object({"series": {"type": "string"}, "exchange": {"type": "string"},
+                                  "symbol": {"type": "string"}, **latest,
+                                  "stale": {"type": "boolean"}},
+                                 ["series", "exchange", "symbol", *latest, "stale"]),
+        "SeriesList": _object({"series": {"type": "array", "items": {
+            "$ref": "#/components/schemas/SeriesSummary"}}}, ["series"]),
+        "History": _object({
+            "series": {"type": "string"}, "field": {"type": "string", "enum": list(FIELDS)},
+            "start": MS_OR_NULL, "end": MS_OR_NULL,
+            "count": {"type": "integer", "maximum": cfg.web.history_cap},
+            "truncated": {"type": "boolean"},
+            "next_end": {**MS_OR_NULL, "description": "pass as end to page back"},
+            "points": {"type": "array", "maxItems": cfg.web.history_cap, "items": {
+                "type": "array", "minItems": 2, "maxItems": 2,
+                "items": {"type": "number"}, "description": "[ms, value]"}}},
+            ["series", "field", "count", "truncated", "points"]),
+        "Candles": _object({
+            "series": {"type": "string"}, "field": {"type": "string"},
+            "interval": {"type": "integer", "description": "seconds"}, "start": MS, "end": MS,
+            "source": {"type": "string", "description": "raw or rollup:<interval s>"},
+            "count": {"type": "integer"},
+            "candles": {"type": "array", "items": {
+                "type": "array", "minItems": 5, "maxItems": 5, "items": {"type": "number"},
+                "description": "[ms, open, high, low, close]"}}},
+            ["series", "field", "interval", "start", "end", "source", "count", "candles"]),
+        "Stats": _object({
+            "series": {"type": "string"}, "field": {"type": "string"}, "start": MS, "end": MS,
+            "source": {"type": "string"}, "interval": {"type": "integer", "nullable": True},
+            "approximate": {"type": "boolean"}, "count": {"type": "integer"},
+            "min": NUMBER_OR_NULL, "max": NUMBER_OR_NULL, "mean": NUMBER_OR_NULL,
+            "median": NUMBER_OR_NULL, "std": NUMBER_OR_NULL, "first": NUMBER_OR_NULL,
+            "last": NUMBER_OR_NULL, "first_time": MS_OR_NULL, "last_time": MS_OR_NULL,
+            "change_pct": NUMBER_OR_NULL, "spread": _object(summary, list(summary))},
+            ["series", "field", "start", "end", "source", "count", "min", "max", "mean",
+             "median", "std", "first", "last", "change_pct", "spread"]),
+        "Alert": _object({"rule": {"type": "string"}, "series": {"type": "string"},
+                          "state": {"type": "string"}, "kind": {"type": "string"},
+                          "time": MS, "message": {"type": "string"},
+                          "id": {"type": "string"}}, []),
+        "Alerts": _object({"alerts": {"type": "array", "items": {
+            "$ref": "#/components/schemas/Alert"}}}, ["alerts"]),
+        # Stricter than the server (feed_down rules need no series or threshold) so that
+        # generated documents are ones the server takes.
+        "RuleInput": {**_object(RULE_PROPERTIES, ["name", "kind", "series", "threshold"]),
+                      "additionalProperties": False},
+        "Rule": _object({"id": {"type": "string"},
+                         "source": {"type": "string", "enum": ["config", "api"]},
+                         **RULE_OUTPUT}, ["id", "name", "source", "kind"]),
+        "Rules": _object({"rules": {"type": "array", "items": {
+            "$ref": "#/components/schemas/Rule"}}}, ["rules"]),
+        "Health": _object({
+            "healthy": {"type": "boolean"}, "redis": {"type": "string"},
+            "stale_after_s": {"type": "number"},
+            "components": {"type": "object", "additionalProperties": _object({
+                "up": {"type": "boolean"}, "age_s": NUMBER_OR_NULL,
+                "pid": {"type": "integer", "nullable": True},
+                "host": {"type": "string", "nullable": True}}, ["up"])},
+            "series": {"type": "array", "items": _object({
+                "series": {"type": "string"}, "time": MS_OR_NULL, "age_s": NUMBER_OR_NULL,
+                "stale": {"type": "boolean"}}, ["series", "stale"])},
+            "exchanges": {"type": "object", "description": "the tracker's feed statistics "
+                          "per exchange (connected, frames, ticks, parse_errors, gaps, "
+                          "reconnects, …)", "additionalProperties": {"type": "object"}}},
+            ["healthy", "components", "series"]),
+    }
+
+
+def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        out["required"] = required
+    return out
+
+
+def document(cfg: Config) -> dict[str, Any]:
+    cap = cfg.web.history_cap
+    series_get = {"parameters": SERIES_PARAMS}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "BCX API", "version": "1.0",
+                 "description": "Crypto market history kept in Redis. Times are epoch ms; "
+                                "values are JSON numbers (the stored decimal strings converted "
+                                "at the edge). Exchanges: " + ", ".join(EXCHANGES) + "."},
+        "servers": [{"url": "/api/v1.0"}],
+        "paths": {
+            "/series": {"get": _op("Every known series with its latest values and their age.",
+                                   [], {"200": _ok("SeriesList")})},
+            "/series/{exchange}/{symbol}/latest": {**series_get, "get": _op(
+                "Latest price, bid, ask, spread and age of one series.", [],
+                {"200": _ok("Latest"), "404": NO_SERIES})},
+            "/series/{exchange}/{symbol}/history": {**series_get, "get": _op(
+                f"Raw points of one field, oldest first; at most {cap}. When the range holds "
+                "more, the newest are returned, truncated is true and next_end pages back.",
+                [FIELD, START, END, _query("limit", "Most points returned.", {
+                    "type": "integer", "minimum": 1, "maximum": cap, "default": cap})],
+                {"200": _ok("History"), "400": BAD_PARAM, "404": NO_SERIES})},
+            "/series/{exchange}/{symbol}/ohlc": {**series_get, "get": _op(
+                "Candles, from the roll-ups where their watermark covers the range and from raw "
+                "ticks after it. Default range: the last 24 h.",
+                [FIELD, START, END, _query(
+                    "interval", "Candle width: seconds or 1m, 15m, 1h, 1d (default: the "
+                    "smallest standard width giving at most 1000 candles).",
+                    {"type": "string", "example": "1h"})],
+                {"200": _ok("Candles"), "400": BAD_PARAM, "404": NO_SERIES})},
+            "/series/{exchange}/{symbol}/stats": {**series_get, "get": _op(
+                "Statistics of one field and of the spread over a range (default: the last "
+                "24 h); exact from raw ticks, approximate from roll-ups for long ranges.",
+                [FIELD, START, END], {"200": _ok("Stats"), "400": BAD_PARAM, "404": NO_SERIES})},
+            "/alerts": {"get": _op("Recent delivered trigger events, newest first.",
+                                   [_query("limit", "Most events returned.", {
+                                       "type": "integer", "minimum": 1, "maximum": 1000,
+                                       "default": 50})],
+                                   {"200": _ok("Alerts"), "400": BAD_PARAM})},
+            "/rules": {
+                "get": _op("Every alert rule, from bcx.conf and from the API.", [],
+                           {"200": _ok("Rules")}),
+                "post": {**_op("Add a rule (needs the API token).", [], {
+                    "201": _ok("Rule", "Created"), "400": _error("The rule is invalid."),
+                    "401": _error("Missing or wrong token."),
+                    "403": _error("Writes are disabled (no [web] api_token)."),
+                    "413": _error("Body too large.")}),
+                    "security": [{"bearer": []}],
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/RuleInput"}}}}},
+            },
+            "/rules/{rule_id}": {"delete": {**_op("Delete a rule added through the API.", [], {
+                "204": {"description": "Deleted"}, "401": _error("Missing or wrong token."),
+                "403": _error("Writes are disabled."),
+                "404": _error("No such rule."),
+                "409": _error("The rule is defined in bcx.conf.")}),
+                "parameters": [{"name": "rule_id", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "security": [{"bearer": []}]}},
+            "/health": {"get": _op("Component heartbeats and series staleness.", [], {
+                "200": _ok("Health", "Healthy"), "503": {
+                    "description": "Unhealthy, or Redis unavailable",
+                    "content": {"application/json": {"schema": {"oneOf": [
+                        {"$ref": "#/components/schemas/Health"},
+                        {"$ref": "#/components/schemas/Error"}]}}}}})},
+            "/stream": {"get": _op(
+                "Server-Sent Events: `tick` (a JSON array of {series, time, price|bid|ask}) "
+                "and `alert` (a trigger event), with keep-alive comments.",
+                [_query("series", "Only these series: EXCHANGE:SYMBOL, comma-separated.",
+                        {"type": "string"})],
+                {"200": {"description": "An event stream",
+                         "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                 "400": BAD_PARAM})},
+            "/openapi.json": {"get": _op("This document.", [], {
+                "200": {"description": "OpenAPI 3", "content": {"application/json": {
+                    "schema": {"type": "object"}}}}})},
+        },
+        "components": {"schemas": schemas(cfg), "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer",
+                       "description": "[web] api_token of bcx.conf"}}},
+    }
+
+
+def _op(summary: str, parameters: list[dict[str, Any]],
+        responses: dict[str, Any]) -> dict[str, Any]:
+    responses = dict(responses)
+    responses.setdefault("503", REDIS_DOWN)
+    return {"summary": summary, "parameters": parameters, "responses": responses}

@@ -1,0 +1,113 @@
+"""The live stream: Server-Sent Events of tick batches (``event: tick``) and trigger events
+(``event: alert``) relayed from Redis pub/sub, with keep-alive comments. Each client holds its
+own PubSub connection, unsubscribed and closed when the client goes away."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+
+from bcx.keys import Keys
+from bcx.query import num
+
+log = logging.getLogger(__name__)
+
+RETRY_MS = 3000
+
+
+def frame(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def tick_payload(message: str, wanted: frozenset[str] | None) -> list[dict[str, Any]]:
+    """A published batch with its values as numbers, keeping only the wanted series."""
+    try:
+        batch = json.loads(message)
+    except ValueError:
+        return []
+    out = []
+    for item in batch if isinstance(batch, list) else ():
+        if not isinstance(item, dict) or (wanted is not None and item.get("series") not in wanted):
+            continue
+        tick = {"series": item.get("series"), "time": item.get("time")}
+        for field in ("price", "bid", "ask"):
+            if field in item:
+                tick[field] = num(item[field])
+        out.append(tick)
+    return out
+
+
+def alert_payload(message: str, wanted: frozenset[str] | None) -> dict[str, Any] | None:
+    try:
+        event = json.loads(message)
+    except ValueError:
+        return None
+    if not isinstance(event, dict):
+        return None
+    if wanted is not None and event.get("series") not in wanted:
+        return None
+    return event
+
+
+def subscribe(connection: redis.Redis, keys: Keys, timeout: float) -> redis.client.PubSub:
+    """A PubSub on both channels, returned only once Redis has confirmed both subscriptions,
+    so anything published after the client's first event reaches it."""
+    pubsub = connection.pubsub()
+    try:
+        pubsub.subscribe(keys.ticks_channel, keys.events_channel)
+        deadline = time.monotonic() + timeout
+        confirmed = 0
+        while confirmed < 2:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise redis.TimeoutError("no subscribe confirmation from Redis")
+            message = pubsub.get_message(timeout=remaining)
+            if message and message["type"] == "subscribe":
+                confirmed += 1
+    except BaseException:
+        pubsub.close()
+        raise
+    return pubsub
+
+
+def events(pubsub: redis.client.PubSub, keys: Keys, wanted: frozenset[str] | None,
+           keepalive: float) -> Iterator[str]:
+    """The SSE body. A client that disconnects makes the server close this generator at its
+    next write (at the latest the next keep-alive), which unsubscribes and closes the PubSub."""
+    try:
+        yield f"retry: {RETRY_MS}\n: connected\n\n"
+        last_write = time.monotonic()
+        while True:
+            wait = max(0.0, keepalive - (time.monotonic() - last_write))
+            message = pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+            chunk = _chunk(message, keys, wanted) if message else None
+            if chunk is None and time.monotonic() - last_write >= keepalive:
+                chunk = ": keep-alive\n\n"
+            if chunk is not None:
+                yield chunk
+                last_write = time.monotonic()
+    except redis.RedisError as exc:
+        # The client's EventSource reconnects after RETRY_MS; nothing more can be sent now.
+        log.warning("SSE stream ends: Redis failed: %s", exc)
+    finally:
+        with contextlib.suppress(redis.RedisError):
+            pubsub.unsubscribe()
+        pubsub.close()
+
+
+def _chunk(message: dict[str, Any], keys: Keys, wanted: frozenset[str] | None) -> str | None:
+    if message.get("type") != "message":
+        return None
+    if message["channel"] == keys.ticks_channel:
+        ticks = tick_payload(message["data"], wanted)
+        return frame("tick", ticks) if ticks else None
+    if message["channel"] == keys.events_channel:
+        event = alert_payload(message["data"], wanted)
+        return frame("alert", event) if event is not None else None
+    return None
