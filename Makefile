@@ -60,6 +60,7 @@ demo: setup
 bench: setup
 	$(BIN)/python bench/store_bench.py
 	$(BIN)/python bench/history_bench.py
+	$(BIN)/python bench/ingest_bench.py
 
 # Boot-time services (README "Install as a service"); both honour DESTDIR and are idempotent.
 install: venv

@@ -46,24 +46,45 @@ def auto_interval(start_ms: int, end_ms: int) -> int:
     return AUTO_INTERVALS[-1]
 
 
+def _cut(marks: dict[str, str], field: str, interval: int) -> int | None:
+    """Where the roll-up stops being complete. A watermark inside a bucket leaves that bucket
+    partial, so the cut is the bucket boundary at or before it."""
+    mark = marks.get(watermark_field(field, interval))
+    if mark is None or not mark.lstrip("-").isdigit():
+        return None
+    return int(mark) // (interval * 1000) * interval * 1000
+
+
 def choose_source(connection: redis.Redis, keys: Keys, exchange: str, symbol: str,
                   field: str, rollups: Iterable[int], start_ms: int,
-                  fits: int | None = None, finest: bool = False) -> Source:
-    """The coarsest (or ``finest``) built roll-up, dividing ``fits`` when given, and the point
-    up to which it is complete. Roll-ups whose watermark lies before ``start_ms`` add nothing
-    and are skipped."""
+                  finest: bool = False) -> Source:
+    """The coarsest (or ``finest``) built roll-up and the point up to which it is complete.
+    Roll-ups whose watermark lies before ``start_ms`` add nothing and are skipped."""
     marks = connection.hgetall(keys.watermark(exchange, symbol))
     for interval in sorted(rollups, reverse=not finest):
-        if fits is not None and fits % interval:
-            continue
-        mark = marks.get(watermark_field(field, interval))
-        if mark is None or not mark.lstrip("-").isdigit():
-            continue
-        # A watermark inside a bucket leaves that bucket partial: read it from raw instead.
-        cut = int(mark) // (interval * 1000) * interval * 1000
-        if cut > start_ms:
+        cut = _cut(marks, field, interval)
+        if cut is not None and cut > start_ms:
             return Source(interval, cut)
     return Source(None, start_ms)
+
+
+def rollup_chain(connection: redis.Redis, keys: Keys, exchange: str, symbol: str,
+                 field: str, rollups: Iterable[int], start_ms: int, fits: int) -> list[Source]:
+    """Built roll-ups dividing ``fits``, coarsest first, each read from the previous one's cut
+    to its own: the coarse one serves the bulk of the range, finer ones the recent part, and
+    raw ticks only the minutes after the finest watermark. Each divides the one before, so
+    every level starts on one of its own bucket boundaries."""
+    marks = connection.hgetall(keys.watermark(exchange, symbol))
+    chain: list[Source] = []
+    position = start_ms
+    for interval in sorted((r for r in rollups if fits % r == 0), reverse=True):
+        if chain and chain[-1].interval_s % interval:  # type: ignore[operator]
+            continue
+        cut = _cut(marks, field, interval)
+        if cut is not None and cut > position:
+            chain.append(Source(interval, cut))
+            position = cut
+    return chain
 
 
 class Buckets:
@@ -109,14 +130,16 @@ def candles(connection: redis.Redis, keys: Keys, store: Store, exchange: str, sy
     if (end_ms - first) // width + 1 > MAX_CANDLES:
         raise QueryError("interval", f"{interval_s}s over this range gives more than "
                          f"{MAX_CANDLES} candles: choose a longer interval or a shorter range")
-    source = choose_source(connection, keys, exchange, symbol, field, rollups, first,
-                           fits=interval_s)
+    chain = rollup_chain(connection, keys, exchange, symbol, field, rollups, first,
+                         fits=interval_s)
     buckets = Buckets(width)
     raw_from = first
-    if source.interval_s is not None:
-        buckets.add_candles(read_candles(connection, keys, exchange, symbol, field,
-                                         source.interval_s, first, min(end_ms, source.cut_ms - 1)))
-        raw_from = source.cut_ms
+    for level in chain:
+        if raw_from <= end_ms:
+            buckets.add_candles(read_candles(connection, keys, exchange, symbol, field,
+                                             level.interval_s,  # type: ignore[arg-type]
+                                             raw_from, min(end_ms, level.cut_ms - 1)))
+        raw_from = level.cut_ms
     if raw_from <= end_ms:
         if store.count(exchange, symbol, field, raw_from, end_ms) > RAW_CANDLE_MAX:
             raise QueryError("interval", "this range would be built from too many raw ticks: "
@@ -125,7 +148,7 @@ def candles(connection: redis.Redis, keys: Keys, store: Store, exchange: str, sy
         buckets.add_points(store.range(exchange, symbol, field, raw_from, end_ms))
     rows = [[start, *row[:4]] for start, row in sorted(buckets.rows.items()) if start <= end_ms]
     return {"series": series_id(exchange, symbol), "field": field, "interval": interval_s,
-            "start": first, "end": end_ms, "source": _source_name(source),
+            "start": first, "end": end_ms, "source": _chain_name(chain),
             "count": len(rows), "candles": rows}
 
 
@@ -242,6 +265,11 @@ def _weighted_median(values: list[float], weights: list[int]) -> float:
 def _clean(value: float) -> float:
     """Round away float noise (``0.30000000000000004``) that no exchange price carries."""
     return float(f"{value:.12g}")
+
+
+def _chain_name(chain: list[Source]) -> str:
+    """``raw`` or ``rollup:3600,60``: the roll-ups read, coarsest first (raw ticks after)."""
+    return "rollup:" + ",".join(str(level.interval_s) for level in chain) if chain else "raw"
 
 
 def _source_name(source: Source) -> str:

@@ -101,6 +101,25 @@ install_program() {
     say "installed the bcx package into $D$PREFIX"
 }
 
+install_assets() {
+    # The web pages' own static files and the Highcharts build npm installed: web/pages.py
+    # finds them under <prefix>/share/bcx when it runs from the installed virtualenv.
+    local file
+    (cd "$SRC" && find static -type f ! -name '.gitkeep' -print0) | while IFS= read -r -d '' file; do
+        put 644 "$SRC/$file" "$D$PREFIX/share/bcx/$file"
+    done
+    if [ -d "$SRC/node_modules/highcharts" ]; then
+        (cd "$SRC" && find node_modules/highcharts -maxdepth 2 -type f \
+            \( -name '*.js' ! -name '*.src.js' -o -name '*.css' -o -name 'LICENSE.txt' \) \
+            ! -path '*/es-modules/*' ! -path '*/esm/*' -print0) \
+            | while IFS= read -r -d '' file; do
+                put 644 "$SRC/$file" "$D$PREFIX/share/bcx/$file"
+            done
+    else
+        say "warning: node_modules/highcharts is missing (run make setup): charts will not load"
+    fi
+}
+
 install_files() {
     install -d -m 755 "$D/etc/bcx" "$D$PREFIX/share/bcx" "$D$PREFIX/share/doc/bcx"
     install -d -m 750 "$D/var/lib/bcx" "$D/var/log/bcx"
@@ -120,6 +139,7 @@ install_files() {
     [ -e "$D/etc/default/bcx" ] || install -D -m 644 "$SRC/init.d/bcx.default" "$D/etc/default/bcx"
     put 644 "$SRC/init.d/bcx-init-functions" "$D$PREFIX/share/bcx/init-functions"
     put 644 "$SRC/README.md" "$D$PREFIX/share/doc/bcx/README.md"
+    install_assets
     for unit in "${UNITS[@]}" bcx.target; do
         put 644 "$SRC/init.d/$unit" "$D$UNITDIR/$unit"
     done
@@ -166,6 +186,8 @@ do_uninstall() {
     for script in "${SCRIPTS[@]}"; do rm -f "$D/etc/init.d/$script"; done
     systemd_running && systemctl daemon-reload
     rm -rf "$D$PREFIX"
+    # The init scripts' pidfile directory; empty once the services are stopped.
+    [ -z "$D" ] && rm -rf /run/bcx
     if [ "${PURGE:-0}" = 1 ]; then
         rm -rf "$D/etc/bcx" "$D/etc/default/bcx" "$D/var/lib/bcx" "$D/var/log/bcx"
         if [ -z "$D" ] && getent passwd bcx >/dev/null; then userdel bcx; fi

@@ -1,5 +1,6 @@
 """Candles and statistics: from roll-ups where their watermark covers the range, from raw ticks
 after it and for short ranges, against a real redis-server."""
+# ruff: noqa: F811  (fixtures imported from tests.api_support are test arguments)
 
 from __future__ import annotations
 
@@ -136,3 +137,18 @@ def test_stats_of_a_long_range_use_rollups(client: FlaskClient, store: Store, ro
 def test_stats_default_to_the_last_day(client: FlaskClient, rolled: None) -> None:
     body = get(client, "stats")
     assert body["end"] - body["start"] == 86_400_000
+
+
+def test_ohlc_chains_coarse_then_fine_rollups_then_raw(client: FlaskClient, r: redis.Redis,
+                                                       keys: Keys, store: Store) -> None:
+    hour = 60 * MINUTE
+    write_candles(r, keys, "coinbase", "BTC-USD", "price", 3600,
+                  [Candle(T0, "10", "20", "5", "15", 3600)], T0 + hour)
+    write_candles(r, keys, "coinbase", "BTC-USD", "price", 60,
+                  [Candle(T0 + hour + i * MINUTE, "15", str(30 + i), "14", "16", 60)
+                   for i in range(5)], T0 + hour + 5 * MINUTE)
+    store.write([Tick("coinbase", "BTC-USD", T0 + hour + 2 * MINUTE, price="999"),  # rolled up
+                 Tick("coinbase", "BTC-USD", T0 + hour + 6 * MINUTE, price="12")])
+    body = get(client, "ohlc", interval="1h", start=T0, end=T0 + 2 * hour - 1)
+    assert body["source"] == "rollup:3600,60"
+    assert body["candles"] == [[T0, 10, 20, 5, 15], [T0 + hour, 15, 34, 12, 12]]

@@ -1,4 +1,5 @@
 """Rules (token enforcement included), alerts, health and the OpenAPI document."""
+# ruff: noqa: F811  (fixtures imported from tests.api_support are test arguments)
 
 from __future__ import annotations
 
@@ -159,7 +160,7 @@ def test_health_is_503_when_a_series_is_stale(client: FlaskClient, r: redis.Redi
     assert response.status_code == 503 and response.get_json()["series"][0]["stale"] is True
 
 
-def test_openapi_documents_every_api_route(app, client: FlaskClient) -> None:  # noqa: F811
+def test_openapi_documents_every_api_route(app, client: FlaskClient) -> None:
     document = client.get(f"{API}/openapi.json").get_json()
     assert document["openapi"].startswith("3.")
     documented = {(path, method.upper()) for path, item in document["paths"].items()

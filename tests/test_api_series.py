@@ -1,5 +1,6 @@
 """The series endpoints (list, latest, history) and the API's error shapes, against a real
 redis-server holding the recorded Coinbase session."""
+# ruff: noqa: F811  (fixtures imported from tests.api_support are test arguments)
 
 from __future__ import annotations
 

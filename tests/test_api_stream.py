@@ -1,5 +1,6 @@
 """The SSE stream over real HTTP on loopback: live ticks and alerts, the series filter,
 keep-alive comments and a disconnect that releases the Redis subscription."""
+# ruff: noqa: F811  (fixtures imported from tests.api_support are test arguments)
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class SSEClient:
 
 
 @pytest.fixture
-def connect(live_server: LiveServer, r: redis.Redis, keys: Keys) -> Iterator:  # noqa: F811
+def connect(live_server: LiveServer, r: redis.Redis, keys: Keys) -> Iterator:
     """Opens streams; on teardown closes them and waits until the server has let go of their
     subscriptions, so no stream thread outlives its test."""
     opened: list[requests.Response] = []
@@ -117,7 +118,7 @@ def test_disconnect_releases_the_subscription(connect, r: redis.Redis, keys: Key
              timeout=15, message="the stream's pub/sub to be released")
 
 
-def test_bad_series_filter_is_400(live_server: LiveServer) -> None:  # noqa: F811
+def test_bad_series_filter_is_400(live_server: LiveServer) -> None:
     response = requests.get(f"{live_server.url}{STREAM}?series=BTC", timeout=5)
     assert response.status_code == 400
     assert response.json()["error"]["parameter"] == "series"

@@ -15,7 +15,7 @@ from bcx.heartbeat import Heartbeat
 from bcx.keys import Keys
 from bcx.server import history
 from bcx.server.consumer import Consumer
-from bcx.server.notifiers import LogNotifier, WebhookNotifier
+from bcx.server.notifiers import CommandNotifier, LogNotifier, WebhookNotifier
 from tests.server_support import (
     WebhookReceiver,
     duplicates,
@@ -152,6 +152,17 @@ def test_a_broken_notifier_does_not_stop_the_others(r, keys, running, receiver):
     wait_for(lambda: r.llen(keys.dead_letter) == 2, message="two dead letters")
     assert history.dead_letters(r, keys)[0]["failure"]["error"] == "KeyError: 'bug'"
 
+
+
+def test_a_hung_command_is_dead_lettered_and_the_webhook_still_delivers(r, keys, running,
+                                                                       receiver):
+    ids = publish_events(r, keys, 1)
+    running.start([CommandNotifier(["sleep", "30"], timeout=0.3), webhook(receiver)])
+    wait_for(delivered(receiver, set(ids)), timeout=20, message="the webhook delivery")
+    wait_for(lambda: r.llen(keys.dead_letter) == 1, timeout=20, message="one dead letter")
+    failure = history.dead_letters(r, keys)[0]["failure"]
+    assert failure["notifier"] == "command"
+    assert "killed after its 0.3s timeout" in failure["error"]
 
 def test_own_pending_events_are_delivered_first_on_start(r, keys, running, receiver):
     ids = publish_events(r, keys, 5)

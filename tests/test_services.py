@@ -282,8 +282,10 @@ def source_snapshot(destination: Path) -> Path:
 def make_install(source: Path, destdir: Path, action: str = "install"
                  ) -> subprocess.CompletedProcess[str]:
     # Offline: the dependencies are not fetched (the test checks the layout); the package
-    # itself comes from the wheel the checkout's .venv builds.
-    return subprocess.run(["make", "-s", "-C", str(source), action, f"DESTDIR={destdir}",
+    # itself comes from the wheel the checkout's .venv builds. `-o venv`: the snapshot must
+    # never (re)install the checkout's .venv, which would point it at the snapshot.
+    return subprocess.run(["make", "-s", "-o", "venv", "-C", str(source), action,
+                           f"DESTDIR={destdir}",
                            f"VENV={VENV_BIN.parent}", "BCX_PIP_OPTS=--no-deps --no-index"],
                           capture_output=True, text=True, timeout=300)
 
@@ -326,6 +328,7 @@ def test_make_install_lays_out_the_expected_files_with_their_modes(installed):
     assert str(destdir) not in (destdir / "opt/bcx/pyvenv.cfg").read_text()
     site = next((destdir / "opt/bcx/lib").glob("python3*/site-packages"))
     assert (site / "bcx/status.py").is_file() and (site / "web/liveness.py").is_file()
+    assert list((site / "web/templates").glob("*.html"))
 
 
 def test_make_install_a_second_time_changes_nothing(installed):

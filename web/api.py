@@ -68,8 +68,11 @@ def series_list() -> Response:
 @bp.get("/series/<exchange>/<symbol>/latest")
 def latest(exchange: str, symbol: str) -> Response:
     _args()
-    exchange, symbol = _series(exchange, symbol)
-    found = _store().latest(exchange, symbol) or {}
+    exchange, symbol = exchange.lower(), symbol.upper()
+    # The latest hash exists exactly when the series is registered: one round trip, not two.
+    found = _store().latest(exchange, symbol)
+    if found is None:
+        abort(404, f"unknown series {exchange}:{symbol}")
     return jsonify(query.latest_view(found, now_ms()))
 
 

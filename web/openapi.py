@@ -92,7 +92,8 @@ def schemas(cfg: Config) -> dict[str, Any]:
         "Candles": _object({
             "series": {"type": "string"}, "field": {"type": "string"},
             "interval": {"type": "integer", "description": "seconds"}, "start": MS, "end": MS,
-            "source": {"type": "string", "description": "raw or rollup:<interval s>"},
+            "source": {"type": "string", "description": "raw, or the roll-ups read before the "
+                       "raw ticks, coarsest first: rollup:3600,60"},
             "count": {"type": "integer"},
             "candles": {"type": "array", "items": {
                 "type": "array", "minItems": 5, "maxItems": 5, "items": {"type": "number"},

@@ -8,12 +8,25 @@ Highcharts files that ``npm ci`` installed under ``node_modules/`` (never commit
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from flask import Blueprint, abort, current_app, render_template, send_from_directory
 from werkzeug.wrappers import Response
 
-ROOT = Path(__file__).resolve().parent.parent
+
+
+def _asset_root() -> Path:
+    """Where ``static/`` and ``node_modules/`` live: next to the package in a checkout, or
+    ``<prefix>/share/bcx`` in a virtualenv that ``make install`` built (``/opt/bcx``)."""
+    checkout = Path(__file__).resolve().parent.parent
+    for candidate in (checkout, Path(sys.prefix) / "share" / "bcx"):
+        if (candidate / "static").is_dir():
+            return candidate
+    return checkout
+
+
+ROOT = _asset_root()
 STATIC_DIR = ROOT / "static"
 # Overridable (app.config["BCX_VENDOR_DIR"]) for installs that keep node_modules elsewhere.
 VENDOR_DIR = ROOT / "node_modules"

@@ -84,7 +84,10 @@ def run(config: Config) -> int:
     tracker = Tracker(config, tracker_client(config))
     tracker.start()
     while not stop.wait(0.5):
-        pass
+        if not tracker.writer.thread.is_alive():
+            log.error("the writer thread died: exiting so the service manager restarts us")
+            tracker.stop()
+            return 1
     flushed = tracker.stop()
     log.info("tracker stopped%s", "" if flushed else " with unwritten ticks")
     return 0 if flushed else 1

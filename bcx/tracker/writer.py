@@ -72,7 +72,9 @@ class Writer:
         latency stay bounded and TCP slows the sender."""
         self.inbox.put(ticks)
         if self.inbox.qsize() > self.inbox_limit:
-            while self.inbox.qsize() > self.inbox_limit // 2 and not self.stopping.is_set():
+            # Never while Redis is down: then the feeds must keep receiving into the buffer.
+            while (self.inbox.qsize() > self.inbox_limit // 2 and self.redis_up
+                   and not self.stopping.is_set()):
                 self.room.clear()
                 self.room.wait(0.05)
 
@@ -166,6 +168,11 @@ class Writer:
                 self.pending.extendleft(reversed(batch))
                 self._redis_failed(exc)
                 return
+            except Exception:  # noqa: BLE001 - a batch that can never be written is dropped
+                log.exception("a batch of %d ticks cannot be written; dropped", len(batch))
+                for tick in batch:
+                    self.dropped.add(tick)
+                continue
             acked = time.time_ns()
             self.latency.add_batch(batch, acked)
             self.window.add_batch(batch, acked)

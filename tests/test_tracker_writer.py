@@ -1,0 +1,92 @@
+"""The tracker's writer on its own: batches that flush when full or after the flush interval,
+the heartbeat with its TTL, stats and gap counts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from bcx.config import TrackerConfig
+from bcx.keys import Keys
+from bcx.ticks import Tick
+from bcx.tracker.stats import FeedStats
+from bcx.tracker.writer import Writer
+from tests.support import wait_for
+
+keys = Keys("bcx")
+
+
+def ticks(count: int, start: int = 0) -> list[Tick]:
+    return [Tick("coinbase", "BTC-USD", 1_700_000_000_000 + i, price=f"{i}.50",
+                 received_ns=1) for i in range(start, start + count)]
+
+
+@pytest.fixture
+def make_writer(r: redis.Redis) -> Iterator:
+    writers: list[Writer] = []
+
+    def make(*feeds: FeedStats, **settings: object) -> tuple[Writer, list[int]]:
+        writer = Writer(r, keys, TrackerConfig(**settings), feeds)
+        sizes: list[int] = []
+        write = writer.store.write
+
+        def spy(batch: list[Tick]) -> int:
+            sizes.append(len(batch))
+            return write(batch)
+
+        writer.store.write = spy  # type: ignore[method-assign]
+        writers.append(writer)
+        writer.start()
+        return writer, sizes
+
+    yield make
+    for writer in writers:
+        writer.stop()
+
+
+def test_full_batches_are_written_at_once_and_the_rest_waits(make_writer, r: redis.Redis
+                                                             ) -> None:
+    writer, sizes = make_writer(batch_size=10, flush_interval=3600.0)
+    for tick in ticks(25):
+        writer.submit([tick])
+    wait_for(lambda: writer.written == 20, message="two full batches")
+    assert sizes == [10, 10] and writer.buffered == 5
+    assert writer.stop()
+    assert sizes == [10, 10, 5]
+    assert r.zcard(keys.raw("coinbase", "BTC-USD", "price")) == 25
+
+
+def test_a_partial_batch_is_written_after_the_flush_interval(make_writer) -> None:
+    writer, sizes = make_writer(batch_size=1000, flush_interval=0.05)
+    writer.submit(ticks(3))
+    wait_for(lambda: writer.written == 3, message="the partial batch")
+    assert sizes == [3]
+
+
+def test_heartbeat_has_a_ttl_and_latency_and_stop_clears_it(make_writer, r: redis.Redis
+                                                            ) -> None:
+    writer, _ = make_writer(FeedStats("coinbase"), stats_interval=0.1, heartbeat_ttl=30.0,
+                            flush_interval=0.01)
+    writer.submit(ticks(5))
+    beat = wait_for(lambda: (b := r.hgetall(keys.heartbeat("tracker"))).get("written") == "5"
+                    and b, message="a heartbeat counting the ticks")
+    assert beat["exchanges"] == "coinbase" and beat["buffered"] == "0"
+    assert 0 < r.pttl(keys.heartbeat("tracker")) <= 30_000
+    writer.stop()
+    assert not r.exists(keys.heartbeat("tracker"))
+
+
+def test_stats_and_gaps_are_written_per_exchange(make_writer, r: redis.Redis) -> None:
+    feed = FeedStats("bitfinex", frames=7, ticks=3, parse_errors=1)
+    feed.add_gaps([("BTC-USD", 2), ("*", 1)])
+    make_writer(feed, stats_interval=0.1)
+    wait_for(lambda: r.hget(keys.gaps("bitfinex"), "BTC-USD") == "2", message="gap counts")
+    assert r.hgetall(keys.gaps("bitfinex")) == {"BTC-USD": "2", "*": "1"}
+    stats = r.hgetall(keys.tracker_stats("bitfinex"))
+    assert (stats["frames"], stats["ticks"], stats["parse_errors"], stats["gaps"]) == (
+        "7", "3", "1", "3")
+    feed.add_gaps([("BTC-USD", 1)])
+    wait_for(lambda: r.hget(keys.gaps("bitfinex"), "BTC-USD") == "3",
+             message="a later gap added, not the total written again")
