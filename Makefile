@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | md5sum | cut -c1-12)
 # command:package pairs the tests need beyond Redis (browser tests, Highcharts from npm,
 # unit verification).
-TEST_PACKAGES := chromium:chromium npm:npm systemd-analyze:systemd
+TEST_PACKAGES := chromium:chromium npm:npm systemd-analyze:systemd wrk:wrk
 # Highcharts Stock for the pages comes from npm at the version package-lock.json pins.
 RUN_PACKAGES := npm:npm
 NODE_STAMP := node_modules/.installed-$(shell cat package.json package-lock.json | md5sum | cut -c1-12)
@@ -61,6 +61,7 @@ bench: setup
 	$(BIN)/python bench/store_bench.py
 	$(BIN)/python bench/history_bench.py
 	$(BIN)/python bench/ingest_bench.py
+	$(BIN)/python bench/api_bench.py
 
 # Boot-time services (README "Install as a service"); both honour DESTDIR and are idempotent.
 install: venv

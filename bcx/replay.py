@@ -181,7 +181,8 @@ class ReplayServer:
         self._thread = threading.Thread(target=self._run_thread, name="bcx-replay", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout) or self._error is not None:
-            raise RuntimeError(f"replay server did not start: {self._error!r}")
+            raise RuntimeError(f"replay server did not start on {self.host}:{self.port}: "
+                               f"{self._error or 'timed out'}")
         return self.url
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -202,6 +203,9 @@ class ReplayServer:
     def _run_thread(self) -> None:
         try:
             asyncio.run(self.serve())
+        except OSError as exc:  # cannot listen: start() reports it
+            self._error = exc
+            self._ready.set()
         except BaseException as exc:  # noqa: BLE001 - reported to start() and the log
             self._error = exc
             self._ready.set()

@@ -1,7 +1,8 @@
 """API latency under concurrent load (wrk, a separate process) against gunicorn, next to the
 time of the bare Redis commands behind each query.
 
-    .venv/bin/python bench/api_bench.py [--series 10] [--days 7] [--duration 10] [--connections 4]
+    .venv/bin/python bench/api_bench.py [--series 10] [--days 7] [--duration 10] [--connections 2]
+        [--workers 1] [--threads 4]
 
 Loads SERIES series x DAYS days of 1-second price/bid/ask ticks plus 30 days of 1 m and 1 h
 roll-ups into a private redis-server, serves the app with gunicorn (web/gunicorn_conf.py) on
@@ -153,8 +154,8 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=10)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per query")
-    parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
     if shutil.which("wrk") is None:

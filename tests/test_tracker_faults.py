@@ -17,9 +17,8 @@ from bcx.tracker.run import Tracker, tracker_client
 from tests import trackerkit
 from tests.support import free_port, wait_for
 
-COINBASE = trackerkit.DATA / "coinbase_ticker.session.jsonl"
-PRODUCTS = ["SKL-USD", "SKL-BTC", "BAND-GBP", "NMR-EUR", "BAND-BTC", "YFI-BTC", "DASH-BTC",
-            "NU-GBP", "CRV-EUR", "SKL-GBP"]
+COINBASE = trackerkit.COINBASE
+PRODUCTS = trackerkit.COINBASE_PRODUCTS
 # Ticker frames in the Coinbase recording: each is one tick.
 TICKERS = sum(1 for raw in trackerkit.session_frames("coinbase_ticker")
               if json.loads(raw).get("type") == "ticker")
@@ -180,3 +179,26 @@ def test_failed_connections_publish_feed_down_then_resolved(
     wait_for(lambda: len(events()) == 2, message="the resolved event")
     assert events()[1].state == RESOLVED and events()[1].rule == "feed_down:coinbase"
     assert not stats.feed_down and stats.consecutive_failures == 0
+
+
+def test_frames_of_every_length_and_fragmented_messages_are_read(
+        start: Callable[..., Tracker]) -> None:
+    def ticker(trade_id: int, padding: int = 0) -> str:
+        return json.dumps({"type": "ticker", "product_id": "SKL-USD", "price": "0.7902",
+                           "best_bid": "0.7901", "best_ask": "0.7903", "trade_id": trade_id,
+                           "time": f"2021-04-17T16:43:3{trade_id}.000000Z", "pad": "x" * padding})
+
+    def script(conn: object, number: int) -> None:
+        conn.recv(timeout=5)
+        conn.send(ticker(1))                       # 7-bit length
+        conn.send(ticker(2, padding=1000))         # 16-bit length
+        conn.send(ticker(3, padding=200_000))      # 64-bit length, beyond the read-ahead
+        text = ticker(4)
+        conn.send([text[:10], text[10:50], text[50:]])  # one message in three fragments
+        conn.recv(timeout=30)
+
+    with trackerkit.scripted(script) as server:
+        tracker = start(server.url)
+        stats = tracker.stats[0]
+        wait_for(lambda: tracker.writer.written == 4, message="four ticks")
+    assert stats.parse_errors == 0 and stats.frames == 4

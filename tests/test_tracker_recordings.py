@@ -27,8 +27,7 @@ from tests.support import wait_for
 
 # Native symbol -> normalised symbol, per recording (the mapping the venues document).
 SYMBOLS = {
-    "coinbase_ticker": {s: s for s in ("SKL-USD", "SKL-BTC", "BAND-GBP", "NMR-EUR", "BAND-BTC",
-                                       "YFI-BTC", "DASH-BTC", "NU-GBP", "CRV-EUR", "SKL-GBP")},
+    "coinbase_ticker": {product: product for product in trackerkit.COINBASE_PRODUCTS},
     "binance_bookticker": {
         "BTCAUD": "BTC-AUD", "MANAUSDT": "MANA-USDT", "ETHBRL": "ETH-BRL",
         "DENTUSDT": "DENT-USDT", "ZILUSDT": "ZIL-USDT", "RENBTCETH": "RENBTC-ETH",

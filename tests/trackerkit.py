@@ -17,6 +17,10 @@ from websockets.sync.server import Server, ServerConnection, serve
 from bcx import config as configmod
 
 DATA = Path(__file__).parent / "data"
+COINBASE = DATA / "coinbase_ticker.session.jsonl"
+# The products of the Coinbase recording.
+COINBASE_PRODUCTS = ["SKL-USD", "SKL-BTC", "BAND-GBP", "NMR-EUR", "BAND-BTC", "YFI-BTC",
+                     "DASH-BTC", "NU-GBP", "CRV-EUR", "SKL-GBP"]
 
 Script = Callable[[ServerConnection, int], None]
 

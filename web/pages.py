@@ -15,7 +15,6 @@ from flask import Blueprint, abort, current_app, render_template, send_from_dire
 from werkzeug.wrappers import Response
 
 
-
 def _asset_root() -> Path:
     """Where ``static/`` and ``node_modules/`` live: next to the package in a checkout, or
     ``<prefix>/share/bcx`` in a virtualenv that ``make install`` built (``/opt/bcx``)."""

