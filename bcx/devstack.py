@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -92,10 +93,14 @@ def main(argv: list[str] | None = None) -> int:
         log.info("configured Redis unreachable: started a private redis-server at %s "
                  "(data in %s/redis, AOF on)", url, var)
     honcho = [sys.executable, "-m", "honcho", "-f", args.procfile, "-d", ".", "start"]
+    runner = subprocess.Popen(honcho, env=env)
+    # honcho stops the whole stack on SIGINT/SIGTERM; pass ours on so a signal aimed at this
+    # process alone (a service manager, `timeout`) leaves nothing running.
+    forward = lambda signum, frame: runner.send_signal(signum)  # noqa: E731
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
     try:
-        return subprocess.call(honcho, env=env)
-    except KeyboardInterrupt:
-        return 0
+        return runner.wait()
     finally:
         if redis_process is not None:
             redis_process.terminate()

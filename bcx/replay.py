@@ -14,6 +14,7 @@ Session files (``tests/data/*.session.jsonl``) hold one JSON object a line:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -186,9 +187,13 @@ class ReplayServer:
         return self.url
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Close every connection and the listening socket; join the thread."""
+        """Close every connection and the listening socket; join the thread. Idempotent."""
+        if self._thread is None:
+            return
         if self._aio is not None and self._stopped is not None:
-            self._aio.call_soon_threadsafe(self._stopped.set)
+            # A closed loop raises RuntimeError: the server has already ended.
+            with contextlib.suppress(RuntimeError):
+                self._aio.call_soon_threadsafe(self._stopped.set)
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None

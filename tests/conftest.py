@@ -14,6 +14,10 @@ from tests.support import RedisServer
 
 DATA = Path(__file__).parent / "data"
 
+# Fixture modules shared by several test files (the API's app, client and live server; the
+# alert server's webhook receiver).
+pytest_plugins = ["tests.api_support", "tests.server_support"]
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from bcx import events
@@ -114,3 +116,10 @@ def duplicates(ids: list[str]) -> dict[str, int]:
 
 def pending_count(connection: redis.Redis, keys: Keys, group: str) -> int:
     return int(connection.xpending(keys.events_stream, group)["pending"])
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()

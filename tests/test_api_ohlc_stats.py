@@ -1,6 +1,5 @@
 """Candles and statistics: from roll-ups where their watermark covers the range, from raw ticks
 after it and for short ranges, against a real redis-server."""
-# ruff: noqa: F811  (fixtures imported from tests.api_support are test arguments)
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from bcx.keys import Keys
 from bcx.rollups import Candle
 from bcx.store import Store
 from bcx.ticks import Tick
-from tests.api_support import app, cfg, client, error_of, recorded, write_candles  # noqa: F401
+from tests.api_support import error_of, write_candles
 
 API = "/api/v1.0/series/coinbase/BTC-USD"
 T0 = 1_700_000_040_000 // 3_600_000 * 3_600_000  # an hour boundary

@@ -1,5 +1,4 @@
 """Rules (token enforcement included), alerts, health and the OpenAPI document."""
-# ruff: noqa: F811  (fixtures imported from tests.api_support are test arguments)
 
 from __future__ import annotations
 
@@ -14,15 +13,7 @@ from bcx.keys import Keys
 from bcx.store import Store
 from bcx.ticks import Tick
 from bcx.timeutil import now_ms
-from tests.api_support import (  # noqa: F401
-    TOKEN,
-    app,
-    cfg,
-    client,
-    create,
-    error_of,
-    make_config,
-)
+from tests.api_support import TOKEN, create, error_of, make_config
 
 API = "/api/v1.0"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -1,6 +1,5 @@
 """The series endpoints (list, latest, history) and the API's error shapes, against a real
 redis-server holding the recorded Coinbase session."""
-# ruff: noqa: F811  (fixtures imported from tests.api_support are test arguments)
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from bcx.keys import Keys
 from bcx.store import Store
 from bcx.ticks import Tick
 from bcx.timeutil import now_ms
-from tests.api_support import app, cfg, client, error_of, make_config, recorded  # noqa: F401
+from tests.api_support import error_of, make_config
 
 API = "/api/v1.0"
 BASE_MS = 1_700_000_000_000

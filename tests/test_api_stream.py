@@ -1,6 +1,5 @@
 """The SSE stream over real HTTP on loopback: live ticks and alerts, the series filter,
 keep-alive comments and a disconnect that releases the Redis subscription."""
-# ruff: noqa: F811  (fixtures imported from tests.api_support are test arguments)
 
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ from bcx.keys import Keys
 from bcx.store import Store
 from bcx.ticks import Tick
 from bcx.timeutil import now_ms
-from tests.api_support import LiveServer, app, cfg, live_server  # noqa: F401
+from tests.api_support import LiveServer
 from tests.support import wait_for
 
 STREAM = "/api/v1.0/stream"

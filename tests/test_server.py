@@ -28,12 +28,6 @@ from tests.support import RedisServer, wait_for
 GROUP = "bcx-server"
 
 
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver().start()
-    yield receiver
-    receiver.stop()
-
 
 class Running:
     """Consumers started in background threads, stopped and joined at teardown."""

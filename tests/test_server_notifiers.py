@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,12 +29,6 @@ def event() -> TriggerEvent:
     return TriggerEvent(rule="btc-high", series="coinbase:BTC-USD", state=events.FIRING,
                         kind="above", value="70001.5", threshold=70000.0, message="BTC above")
 
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver().start()
-    yield receiver
-    receiver.stop()
 
 
 def webhook(url: str, retries: int = 0, sleeps: list[float] | None = None) -> WebhookNotifier:

@@ -13,7 +13,6 @@ import pytest
 
 from bcx.server.history import recent_alerts
 from tests.server_support import (
-    WebhookReceiver,
     duplicates,
     log_ids,
     pending_count,
@@ -24,12 +23,6 @@ from tests.support import RedisServer, wait_for
 ROOT = Path(__file__).resolve().parent.parent
 GROUP = "bcx-server"
 
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver().start()
-    yield receiver
-    receiver.stop()
 
 
 class Servers:
