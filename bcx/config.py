@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
@@ -491,6 +492,7 @@ def from_parser(parser: configparser.ConfigParser, path: str,
             rules[item] = _build(RuleConfig(), section, parser, path, env, problems)
             problems.extend(rule_problems(rules[item], section, path))
 
+    problems.extend(server_problems(sections.get("server", ServerConfig()), path))
     for name in sections.get("tracker", TrackerConfig()).exchanges:
         if not exchanges[name].symbols:
             problems.append(Problem(path, f"exchange:{name}", "symbols", "",
@@ -536,6 +538,28 @@ def rule_problems(rule: RuleConfig, section: str, path: str) -> list[Problem]:
     if rule.kind == "stale" and rule.threshold is not None and rule.threshold <= 0:
         problems.append(Problem(path, section, "threshold", str(rule.threshold),
                                 "a positive number of seconds"))
+    return problems
+
+
+def server_problems(server: ServerConfig, path: str) -> list[Problem]:
+    """Each active notifier needs its own setting."""
+    problems = []
+    if "log" in server.notifiers and not server.log_path:
+        problems.append(Problem(path, "server", "log_path", "",
+                                "a file path when the log notifier is on"))
+    if "webhook" in server.notifiers and not server.webhook_url:
+        problems.append(Problem(path, "server", "webhook_url", "",
+                                "an http(s) URL when the webhook notifier is on"))
+    if "command" in server.notifiers:
+        try:
+            argv = shlex.split(server.command)
+        except ValueError as exc:
+            problems.append(Problem(path, "server", "command", server.command,
+                                    f"a command line shlex can split ({exc})"))
+        else:
+            if not argv:
+                problems.append(Problem(path, "server", "command", "",
+                                        "a program to run when the command notifier is on"))
     return problems
 
 

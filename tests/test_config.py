@@ -55,6 +55,8 @@ def test_sample_documents_every_key():
     ("[rule:x]\nkind = above\nseries = coinbase:BTC-USD\n", "rule:x", "threshold"),
     ("[web]\nbind = 8000\n", "web", "bind"),
     ("[tracker]\nbatchsize = 10\n", "tracker", "batchsize"),
+    ("[server]\nnotifiers = log webhook\n", "server", "webhook_url"),
+    ("[server]\nnotifiers = command\n", "server", "command"),
 ])
 def test_bad_value_names_file_section_key_and_expectation(tmp_path, text, section, key):
     path = write(tmp_path, text)

@@ -348,3 +348,11 @@ def test_rewrites_shift_times_and_offset_sequences() -> None:
     assert Decimal(json.loads(trade)[1][0][2]) == Decimal("1617666462.965618")
     assert Bitfinex.rewrite("[1,[0.1,2,3],41]", change) == "[1,[0.1,2,3],141]"
     assert Bitfinex.frame_seq("[1,\"hb\",41]") == 41
+
+
+@pytest.mark.parametrize("code", [20051, 20061])
+def test_bitfinex_info_asking_for_a_reconnect_is_passed_on(code: int) -> None:
+    parsed = Bitfinex(["BTC-USD"]).parse(f'{{"event":"info","code":{code},"msg":"x"}}', 0)
+    assert parsed.reconnect and str(code) in parsed.reconnect
+    assert Bitfinex(["BTC-USD"]).parse('{"event":"info","code":20060,"msg":"x"}', 0
+                                       ).reconnect is None

@@ -202,3 +202,23 @@ def test_frames_of_every_length_and_fragmented_messages_are_read(
         stats = tracker.stats[0]
         wait_for(lambda: tracker.writer.written == 4, message="four ticks")
     assert stats.parse_errors == 0 and stats.frames == 4
+
+
+def test_a_venue_asking_for_a_reconnect_gets_a_fresh_subscription(
+        redis_url: str, tmp_path: Path, replay: Callable[..., ReplayServer]) -> None:
+    ask = '{"event":"info","code":20051,"msg":"Stopping. Please try to reconnect"}'
+    server = replay(trackerkit.DATA / "bitfinex_ticker.session.jsonl", inject={30: [ask]})
+    symbols = ["ETH2X-ETH", "REQ-USD", "GTX-USDT", "CHZ-USDT", "KNC-BTC", "ETH-JPY", "ZRX-ETH",
+               "LRC-BTC"]
+    config = trackerkit.tracker_config(tmp_path, redis_url, {"bitfinex": (server.url, symbols)})
+    tracker = Tracker(config, tracker_client(config))
+    tracker.start()
+    try:
+        wait_for(lambda: server.connections >= 2 and len(server.received) > len(symbols),
+                 message="a second connection after the venue's 20051")
+        first = [raw for number, raw in server.received if number == 0]
+        wait_for(lambda: [raw for number, raw in server.received if number == 1] == first,
+                 message="the same subscriptions sent again")
+        assert tracker.stats[0].parse_errors == 0
+    finally:
+        tracker.stop()

@@ -41,6 +41,8 @@ class Parsed:
     error: str | None = None
     # True for frames that prove the feed is alive but carry no ticks (heartbeats, acks).
     keepalive: bool = False
+    # The venue asks the client to reconnect (e.g. Bitfinex info 20051); says why.
+    reconnect: str | None = None
 
 
 @dataclass

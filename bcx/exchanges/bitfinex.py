@@ -34,6 +34,12 @@ _PAIR = re.compile(r"^t([A-Z0-9]{3,}):?([A-Z0-9]{3,})$")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
 _TRAILING_SEQ = re.compile(r",(\d+)\]$")
 
+# Info codes after which the venue expects a fresh connection and subscriptions: 20051 asks
+# clients to reconnect; 20061 ends a maintenance pause, after which channels must be
+# resubscribed. (20060, maintenance starting, needs nothing: the feed just goes quiet.)
+RECONNECT_CODES = {"20051": "the server asks clients to reconnect",
+                   "20061": "maintenance ended, resubscribe"}
+
 
 class Bitfinex(FeedProtocol):
     name: ClassVar[str] = "bitfinex"
@@ -99,6 +105,9 @@ class Bitfinex(FeedProtocol):
             return Parsed(error=f"code {msg.get('code')}: {msg.get('msg')}")
         if event == "conf" and msg.get("status") not in (None, "OK"):
             return Parsed(error=f"conf refused: {msg.get('status')}")
+        code = str(msg.get("code"))  # numbers are parsed as their text here
+        if event == "info" and code in RECONNECT_CODES:
+            return Parsed(keepalive=True, reconnect=f"info {code}: {RECONNECT_CODES[code]}")
         if event in ("info", "conf", "pong"):
             return Parsed(keepalive=True)
         return Parsed()

@@ -167,39 +167,21 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def build(server: configmod.ServerConfig, source: str = "bcx.conf") -> list[Notifier]:
+def build(server: configmod.ServerConfig, source: str = "bcx.conf",
+          sleep: Callable[[float], None] = time.sleep) -> list[Notifier]:
     """The active notifiers in configured order, or ConfigError naming the key a notifier
-    needs and does not have."""
-    problems: list[configmod.Problem] = []
+    needs and does not have. ``sleep`` is how the webhook waits between retries."""
+    problems = configmod.server_problems(server, source)
+    if problems:
+        raise configmod.ConfigError(problems)
     built: list[Notifier] = []
     for name in server.notifiers:
         if name == "log":
-            if not server.log_path:
-                problems.append(configmod.Problem(source, "server", "log_path", "",
-                                                  "a file path when the log notifier is on"))
-                continue
             built.append(LogNotifier(server.log_path))
         elif name == "webhook":
-            if not server.webhook_url:
-                problems.append(configmod.Problem(source, "server", "webhook_url", "",
-                                                  "an http(s) URL when the webhook notifier "
-                                                  "is on"))
-                continue
             built.append(WebhookNotifier(server.webhook_url, server.webhook_timeout,
-                                         server.webhook_retries, server.webhook_backoff))
+                                         server.webhook_retries, server.webhook_backoff,
+                                         sleep=sleep))
         elif name == "command":
-            try:
-                argv = shlex.split(server.command)
-            except ValueError as exc:
-                problems.append(configmod.Problem(source, "server", "command", server.command,
-                                                  f"a command line shlex can split ({exc})"))
-                continue
-            if not argv:
-                problems.append(configmod.Problem(source, "server", "command", "",
-                                                  "a program to run when the command "
-                                                  "notifier is on"))
-                continue
-            built.append(CommandNotifier(argv, server.command_timeout))
-    if problems:
-        raise configmod.ConfigError(problems)
+            built.append(CommandNotifier(shlex.split(server.command), server.command_timeout))
     return built

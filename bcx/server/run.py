@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import sys
 import threading
+import time
+
+import redis
 
 from bcx import config as configmod
 from bcx.heartbeat import Heartbeat
@@ -28,8 +32,19 @@ def consumer_name(server: configmod.ServerConfig) -> str:
 
 def run(config: configmod.Config) -> int:
     """Deliver trigger events until SIGTERM/SIGINT; 0 after a clean stop, 2 on bad config."""
+    consumer: Consumer | None = None
+
+    def pause(seconds: float) -> None:
+        """Wait between webhook retries, still beating: a long retry is not a dead server."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if consumer is not None:
+                with contextlib.suppress(redis.RedisError):
+                    consumer.beat_if_due()
+            time.sleep(min(left, 1.0))
+
     try:
-        notifiers = notifiersmod.build(config.server, config.path or "bcx.conf")
+        notifiers = notifiersmod.build(config.server, config.path or "bcx.conf", sleep=pause)
     except configmod.ConfigError as exc:
         print(f"bcx: invalid configuration:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG

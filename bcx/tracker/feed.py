@@ -204,7 +204,10 @@ class Feed:
                 if not self.got_frame:
                     self.got_frame = True
                     self._healthy()
-                self._frame(ws, protocol, opcode, data)
+                reconnect = self._frame(ws, protocol, opcode, data)
+                if reconnect:
+                    self._note_error(f"reconnecting as the venue asks: {reconnect}")
+                    return
             elif opcode == ABNF.OPCODE_CLOSE:
                 self._note_error(f"closed by the server ({_close_reason(data)})")
                 return
@@ -220,26 +223,27 @@ class Feed:
                 last_ping = now
 
     def _frame(self, ws: BufferedWebSocket, protocol: FeedProtocol, opcode: int,
-               data: bytes) -> None:
+               data: bytes) -> str | None:
+        """Handle one data frame; returns why to reconnect when the venue asks for it."""
         received_ns = time.time_ns()
         stats = self.stats
         stats.frames += 1
         stats.last_frame_ms = received_ns // 1_000_000
         if opcode == ABNF.OPCODE_BINARY:
             self._parse_error(f"binary frame of {len(data)} bytes")
-            return
+            return None
         if len(data) > self.config.max_frame_bytes:
             self._parse_error(f"frame of {len(data)} bytes is over max_frame_bytes")
-            return
+            return None
         try:
             raw = data.decode("utf-8")
             parsed = protocol.parse(raw, received_ns // 1_000_000)
         except (MalformedFrame, UnicodeDecodeError) as exc:
             self._parse_error(f"{exc}: {data[:200]!r}")
-            return
+            return None
         except Exception as exc:  # noqa: BLE001 - an adapter bug must not end the feed
             self._parse_error(f"adapter failed ({exc!r}): {data[:200]!r}")
-            return
+            return None
         ticks = parsed.ticks
         if ticks:
             for tick in ticks:
@@ -254,6 +258,7 @@ class Feed:
         if parsed.error:
             stats.venue_errors += 1
             self._note_error(f"venue error: {parsed.error}")
+        return parsed.reconnect
 
     def _parse_error(self, what: str) -> None:
         self.stats.parse_errors += 1

@@ -12,8 +12,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import redis
+from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from bcx.config import Config
 from bcx.heartbeat import Heartbeat
@@ -92,23 +96,49 @@ class Watcher:
                 log.warning("could not clear heartbeat %s: %s", heartbeat.component, exc)
 
     def history_loop(self, stop: threading.Event) -> None:
+        """Roll-ups and trimming as apscheduler interval jobs on one worker, so passes never
+        overlap. A job that raises ends this loop with that error, and ``Supervised``
+        restarts it with back-off; the heartbeat starts after the first good roll-up pass."""
         settings = self.config.watcher
-        beat_every = settings.heartbeat_ttl / 3
-        next_rollup = next_trim = self.clock()
-        while not stop.is_set():
-            now = self.clock()
-            if now >= next_rollup:
-                candles = self.history.rollup_pass(now)
-                log.debug("roll-up pass wrote %d candles", candles)
-                next_rollup = now + int(settings.rollup_every * 1000)
-            if now >= next_trim:
-                removed = self.history.trim_pass(now)
-                if removed:
-                    log.info("trimmed %d items past retention", removed)
-                next_trim = now + int(settings.trim_every * 1000)
-            self.heartbeats[HISTORY].beat(next_rollup=next_rollup, next_trim=next_trim)
-            stop.wait(max(0.0, min(beat_every, (min(next_rollup, next_trim) - self.clock())
-                                   / 1000)))
+        failures: list[BaseException] = []
+        scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=UTC)
+
+        def failed(event: JobExecutionEvent) -> None:
+            failures.append(event.exception)
+
+        def beat() -> None:
+            self.heartbeats[HISTORY].beat()
+
+        def rollup() -> None:
+            candles = self.history.rollup_pass(self.clock())
+            log.debug("roll-up pass wrote %d candles", candles)
+            if scheduler.get_job("heartbeat") is None:
+                beat()
+                scheduler.add_job(beat, "interval", id="heartbeat",
+                                  seconds=settings.heartbeat_ttl / 3)
+
+        def trim() -> None:
+            removed = self.history.trim_pass(self.clock())
+            if removed:
+                log.info("trimmed %d items past retention", removed)
+
+        start = datetime.now(UTC)
+        scheduler.add_listener(failed, EVENT_JOB_ERROR)
+        scheduler.add_job(rollup, "interval", id="rollup", seconds=settings.rollup_every,
+                          next_run_time=start)
+        scheduler.add_job(trim, "interval", id="trim", seconds=settings.trim_every,
+                          next_run_time=start)
+        scheduler.start()
+        try:
+            while not failures and not stop.wait(0.1):
+                pass
+        finally:
+            scheduler.shutdown(wait=True)
+        if failures:
+            raise RuntimeError("a history job failed") from failures[0]
 
     def rules_loop(self, stop: threading.Event) -> None:
         watch(self.engine, stop, self.heartbeats[RULES], self.config.watcher.rule_interval,
