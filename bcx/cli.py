@@ -25,6 +25,8 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # apscheduler reports every job run at INFO; only its warnings are news.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def load_config(path: str | None) -> configmod.Config:

@@ -46,7 +46,10 @@ def private_redis(var: Path, url: str) -> tuple[subprocess.Popen[bytes], str]:
         raise SystemExit("bcx: redis-server is not installed (make run installs it as root)")
     process = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port),
                                 "--dir", str(directory.resolve()), "--appendonly", "yes",
-                                "--logfile", str((directory / "redis.log").resolve())])
+                                "--logfile", str((directory / "redis.log").resolve())],
+                               # Its own session: a terminal's Ctrl-C must not stop Redis
+                               # before the components have flushed into it.
+                               start_new_session=True)
     private_url = f"redis://127.0.0.1:{port}/{db}"
     client = connect(private_url, socket_timeout=2)
     for _ in range(100):

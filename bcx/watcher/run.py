@@ -51,12 +51,18 @@ class Supervised(threading.Thread):
             started = time.monotonic()
             try:
                 self.loop(self.stop)
-            except Exception:  # noqa: BLE001 - any failure restarts the loop, never the process
+            except Exception as exc:  # noqa: BLE001 - any failure restarts the loop
                 if time.monotonic() - started > self.backoff.cap:
                     self.backoff.reset()  # it had been healthy for a while
                 delay = self.backoff.next()
                 self.restarts += 1
-                log.exception("%s crashed; restarting in %.1f s", self.name, delay)
+                cause = exc.__cause__ or exc
+                if isinstance(cause, redis.ConnectionError | redis.TimeoutError):
+                    # An outage is not a bug: one line, not a traceback per retry.
+                    log.warning("%s: Redis unavailable (%s); retrying in %.1f s", self.name,
+                                cause, delay)
+                else:
+                    log.exception("%s crashed; restarting in %.1f s", self.name, delay)
                 self.stop.wait(delay)
 
 
