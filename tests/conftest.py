@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from bcx.keys import Keys
+from bcx.replay import ReplayServer
 from bcx.store import Store
 from tests.support import RedisServer
 
@@ -39,6 +41,26 @@ def r(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.flushall()
     yield client
     client.close()
+
+
+@pytest.fixture
+def replay() -> Iterator[Callable[..., ReplayServer]]:
+    """``replay(session, **options)``: a started :class:`ReplayServer` of a recording (its name
+    in tests/data, e.g. ``"kraken_ticker"``, or a path), as fast as possible unless ``speed``
+    says otherwise; every one is stopped at teardown."""
+    servers: list[ReplayServer] = []
+
+    def start(session: str | Path = "coinbase_ticker", **options: Any) -> ReplayServer:
+        path = DATA / f"{session}.session.jsonl" if isinstance(session, str) else session
+        options.setdefault("speed", 0)
+        server = ReplayServer(path, **options)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -20,22 +19,6 @@ from tests.support import wait_for
 DATA = Path(__file__).parent / "data"
 SESSIONS = ["coinbase_ticker", "binance_bookticker", "bitfinex_ticker", "kraken_ticker",
             "kraken_trade"]
-
-
-@pytest.fixture
-def serve() -> Iterator:
-    """Start ReplayServers for a test; every one is stopped at teardown."""
-    servers: list[ReplayServer] = []
-
-    def start(session: str, **options: object) -> ReplayServer:
-        server = ReplayServer(DATA / f"{session}.session.jsonl", **options)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def recorded(session: str) -> tuple[str, list[str], list[str]]:
@@ -58,8 +41,8 @@ def connect(server: ReplayServer, path: str = "/") -> websocket.WebSocket:
 
 
 @pytest.mark.parametrize("session", SESSIONS)
-def test_subscribed_client_receives_exactly_the_recorded_frames(serve, session: str) -> None:
-    server = serve(session, speed=0)
+def test_subscribed_client_receives_exactly_the_recorded_frames(replay, session: str) -> None:
+    server = replay(session)
     path, sends, recvs = recorded(session)
     ws = connect(server, path)
     try:
@@ -70,8 +53,8 @@ def test_subscribed_client_receives_exactly_the_recorded_frames(serve, session: 
         ws.close()
 
 
-def test_greeting_comes_before_the_subscription(serve) -> None:
-    server = serve("kraken_ticker", speed=0)
+def test_greeting_comes_before_the_subscription(replay) -> None:
+    server = replay("kraken_ticker")
     ws = connect(server)
     try:
         assert json.loads(ws.recv())["event"] == "systemStatus"
@@ -85,9 +68,9 @@ def test_greeting_comes_before_the_subscription(serve) -> None:
     ("kraken_ticker", '{"event":"subscribe","pair":["XBT"],"subscription":{"name":"ticker"}}', 0),
     ("binance_bookticker", '{"method":"SUBSCRIBE","params":["zilusdt@bogus"],"id":3}', 0),
 ])
-def test_invalid_subscribe_gets_the_venue_error_and_no_data(serve, session: str, invalid: str,
+def test_invalid_subscribe_gets_the_venue_error_and_no_data(replay, session: str, invalid: str,
                                                            valid_index: int) -> None:
-    server = serve(session, speed=0)
+    server = replay(session)
     _, sends, recvs = recorded(session)
     greeting = len(server.session.greeting)
     ws = connect(server)
@@ -110,8 +93,8 @@ def test_invalid_subscribe_gets_the_venue_error_and_no_data(serve, session: str,
         ws.close()
 
 
-def test_strict_replay_refuses_symbols_not_in_the_recording(serve) -> None:
-    server = serve("coinbase_ticker", speed=0, strict_symbols=True)
+def test_strict_replay_refuses_symbols_not_in_the_recording(replay) -> None:
+    server = replay("coinbase_ticker", strict_symbols=True)
     ws = connect(server)
     try:
         ws.send('{"type":"subscribe","product_ids":["BTC-USD"],"channels":["ticker"]}')
@@ -120,8 +103,8 @@ def test_strict_replay_refuses_symbols_not_in_the_recording(serve) -> None:
         ws.close()
 
 
-def test_binance_streams_in_the_url_are_checked(serve) -> None:
-    server = serve("binance_bookticker", speed=0)
+def test_binance_streams_in_the_url_are_checked(replay) -> None:
+    server = replay("binance_bookticker")
     ws = connect(server, "/stream?streams=zilusdt@nonsense")
     try:
         assert json.loads(ws.recv())["code"] == 2
@@ -129,8 +112,8 @@ def test_binance_streams_in_the_url_are_checked(serve) -> None:
         ws.close()
 
 
-def test_pings_are_answered(serve) -> None:
-    server = serve("kraken_ticker", speed=0, silent_after=0)
+def test_pings_are_answered(replay) -> None:
+    server = replay("kraken_ticker", silent_after=0)
     ws = connect(server)
     try:
         ws.recv()  # systemStatus
@@ -145,8 +128,8 @@ def coinbase_times(frames: list[str]) -> list[float]:
             for raw in frames if '"time"' in raw]
 
 
-def test_loop_repeats_with_times_shifted_to_now(serve) -> None:
-    server = serve("coinbase_ticker", speed=0, loop=True)
+def test_loop_repeats_with_times_shifted_to_now(replay) -> None:
+    server = replay("coinbase_ticker", loop=True)
     _, sends, recvs = recorded("coinbase_ticker")
     ws = connect(server)
     try:
@@ -167,8 +150,8 @@ def test_loop_repeats_with_times_shifted_to_now(serve) -> None:
         json.loads(f).get("trade_id") for f in recvs]
 
 
-def test_loop_keeps_bitfinex_sequence_numbers_contiguous(serve) -> None:
-    server = serve("bitfinex_ticker", speed=0, loop=True)
+def test_loop_keeps_bitfinex_sequence_numbers_contiguous(replay) -> None:
+    server = replay("bitfinex_ticker", loop=True)
     _, sends, recvs = recorded("bitfinex_ticker")
     ws = connect(server)
     try:
@@ -184,8 +167,8 @@ def test_loop_keeps_bitfinex_sequence_numbers_contiguous(serve) -> None:
     assert all(b > a for a, b in zip(seqs, seqs[1:], strict=False))
 
 
-def test_close_after_drops_the_connection_and_the_next_one_is_healthy(serve) -> None:
-    server = serve("kraken_ticker", speed=0, close_after=5)
+def test_close_after_drops_the_connection_and_the_next_one_is_healthy(replay) -> None:
+    server = replay("kraken_ticker", close_after=5)
     _, sends, recvs = recorded("kraken_ticker")
     ws = connect(server)
     ws.send(sends[0])
@@ -207,8 +190,8 @@ def test_close_after_drops_the_connection_and_the_next_one_is_healthy(serve) -> 
     assert [n for n, _ in server.received] == [0, 1]
 
 
-def test_silent_after_keeps_the_socket_open_and_sends_nothing(serve) -> None:
-    server = serve("kraken_ticker", speed=0, silent_after=3)
+def test_silent_after_keeps_the_socket_open_and_sends_nothing(replay) -> None:
+    server = replay("kraken_ticker", silent_after=3)
     _, sends, recvs = recorded("kraken_ticker")
     ws = connect(server)
     try:
@@ -222,9 +205,9 @@ def test_silent_after_keeps_the_socket_open_and_sends_nothing(serve) -> None:
         ws.close()
 
 
-def test_injected_garbage_binary_and_oversized_frames_arrive_in_place(serve) -> None:
+def test_injected_garbage_binary_and_oversized_frames_arrive_in_place(replay) -> None:
     big = "x" * 2_000_000
-    server = serve("kraken_ticker", speed=0, inject={2: ["garbage{", b"\x00\xffbin", big]})
+    server = replay("kraken_ticker", inject={2: ["garbage{", b"\x00\xffbin", big]})
     _, sends, recvs = recorded("kraken_ticker")
     ws = connect(server)
     try:
@@ -241,8 +224,8 @@ def test_injected_garbage_binary_and_oversized_frames_arrive_in_place(serve) -> 
     assert payloads[6] == recvs[3].encode()
 
 
-def test_paced_replay_follows_the_recorded_order(serve) -> None:
-    server = serve("kraken_trade", speed=50)
+def test_paced_replay_follows_the_recorded_order(replay) -> None:
+    server = replay("kraken_trade", speed=50)
     _, sends, recvs = recorded("kraken_trade")
     ws = connect(server)
     try:

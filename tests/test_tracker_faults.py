@@ -43,21 +43,6 @@ def start(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Tracker]]:
         tracker.stop()
 
 
-@pytest.fixture
-def replay() -> Iterator[Callable[..., ReplayServer]]:
-    servers: list[ReplayServer] = []
-
-    def run(session: Path = COINBASE, **options: object) -> ReplayServer:
-        server = ReplayServer(session, speed=0, **options)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield run
-    for server in servers:
-        server.stop()
-
-
 def subscribes(server: ReplayServer, connection: int) -> list[str]:
     return [raw for number, raw in server.received
             if number == connection and json.loads(raw).get("type") == "subscribe"]
@@ -207,7 +192,7 @@ def test_frames_of_every_length_and_fragmented_messages_are_read(
 def test_a_venue_asking_for_a_reconnect_gets_a_fresh_subscription(
         redis_url: str, tmp_path: Path, replay: Callable[..., ReplayServer]) -> None:
     ask = '{"event":"info","code":20051,"msg":"Stopping. Please try to reconnect"}'
-    server = replay(trackerkit.DATA / "bitfinex_ticker.session.jsonl", inject={30: [ask]})
+    server = replay("bitfinex_ticker", inject={30: [ask]})
     symbols = ["ETH2X-ETH", "REQ-USD", "GTX-USDT", "CHZ-USDT", "KNC-BTC", "ETH-JPY", "ZRX-ETH",
                "LRC-BTC"]
     config = trackerkit.tracker_config(tmp_path, redis_url, {"bitfinex": (server.url, symbols)})
