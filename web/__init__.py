@@ -10,8 +10,6 @@ from flask_redis import FlaskRedis
 from bcx import config as configmod
 from bcx.keys import Keys
 
-redis_client: FlaskRedis = FlaskRedis(decode_responses=True)
-
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app. ``test_config`` may carry ``BCX_CONFIG`` (a loaded
@@ -28,11 +26,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Flask's default is no limit; request bodies here are small rule documents.
     app.config["MAX_CONTENT_LENGTH"] = app.config.get("MAX_CONTENT_LENGTH") or 64 * 1024
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    redis_client.init_app(app, socket_timeout=cfg.redis.socket_timeout,
-                          socket_connect_timeout=cfg.redis.socket_timeout)
-    # flask-redis keeps one client per extension object, and the next create_app() replaces
-    # it; each app keeps its own so apps built for different configs never share one.
-    app.extensions["bcx_redis"] = redis_client._redis_client
+    # One flask-redis extension per app (it registers itself as app.extensions["redis"]):
+    # a module-level one would hold a single client that every create_app() replaces.
+    FlaskRedis(app, decode_responses=True, socket_timeout=cfg.redis.socket_timeout,
+               socket_connect_timeout=cfg.redis.socket_timeout)
 
     from web import errors
     from web.api import bp as api_bp

@@ -35,7 +35,7 @@ def _keys() -> Keys:
 
 
 def _connection() -> redis.Redis:
-    return current_app.extensions["bcx_redis"]
+    return current_app.extensions["redis"]
 
 
 def _store() -> Store:
