@@ -9,7 +9,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | md5sum | cut -c1-12)
 # command:package pairs the tests need beyond Redis (browser tests, Highcharts from npm,
 # unit verification).
-TEST_PACKAGES := chromium:chromium npm:npm systemd-analyze:systemd wrk:wrk
+TEST_PACKAGES := chromium:chromium npm:npm systemd-analyze:systemd
+# The API benchmark loads the server from a second process with wrk.
+BENCH_PACKAGES := wrk:wrk
 # Highcharts Stock for the pages comes from npm at the version package-lock.json pins.
 RUN_PACKAGES := npm:npm
 NODE_STAMP := node_modules/.installed-$(shell cat package.json package-lock.json | md5sum | cut -c1-12)
@@ -57,14 +59,17 @@ demo: setup
 	$(BIN)/python -m bcx.demo var/demo/coinbase_demo.session.jsonl
 	$(BIN)/python -m bcx.devstack --procfile Procfile.demo
 
+bench: export BCX_EXTRA_PACKAGES = $(BENCH_PACKAGES)
 bench: setup
 	$(BIN)/python bench/store_bench.py
 	$(BIN)/python bench/history_bench.py
+	$(BIN)/python bench/replay_bench.py
 	$(BIN)/python bench/ingest_bench.py
+	$(BIN)/python bench/server_bench.py
 	$(BIN)/python bench/api_bench.py
 
 # Boot-time services (README "Install as a service"); both honour DESTDIR and are idempotent.
-install: venv
+install: venv node
 	@DESTDIR="$(DESTDIR)" BCX_BUILD_PYTHON="$(abspath $(BIN))/python" scripts/install.sh install
 
 uninstall:
