@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 
+from bcx import sdnotify
 from bcx.keys import Keys
 from bcx.timeutil import now_ms
 
@@ -32,6 +33,7 @@ class Heartbeat:
         pipe.pexpire(key, self.ttl_ms)
         pipe.sadd(self.keys.components, self.component)
         pipe.execute()
+        sdnotify.alive()  # only a beat that reached Redis counts for systemd's watchdog
 
     def clear(self) -> None:
         self.connection.delete(self.keys.heartbeat(self.component))
