@@ -176,5 +176,49 @@ def web(config_path: str | None, bind: str | None, debug: bool) -> None:
     run(load_config(config_path), bind, debug)
 
 
+@main.command()
+@config_option
+@click.argument("series", metavar="EXCHANGE:SYMBOL")
+@click.option("--field", "fields", multiple=True, type=click.Choice(["price", "bid", "ask"]),
+              help="Field to export (repeatable; default: all three).")
+@click.option("--start", callback=_instant_arg, help="From (epoch s, epoch ms or ISO-8601).")
+@click.option("--end", callback=_instant_arg, help="Until, inclusive.")
+@click.option("--interval", callback=_duration_arg,
+              help="Export the OHLC roll-up of this interval (e.g. 1m) instead of raw ticks.")
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8", lazy=True), default="-",
+              help="CSV file to write (default: standard output).")
+def export(config_path: str | None, series: str, fields: tuple[str, ...], start: int | None,
+           end: int | None, interval: float | None, output: Any) -> None:
+    """Write a series' raw ticks (or, with --interval, its candles) as CSV."""
+    import redis
+
+    from bcx import export as exportmod
+    from bcx.keys import Keys
+    from bcx.redisconn import from_config
+
+    cfg = load_config(config_path)
+    exchange, _, symbol = series.partition(":")
+    if not symbol:
+        raise click.BadParameter("expected EXCHANGE:SYMBOL, such as coinbase:BTC-USD",
+                                 param_hint="SERIES")
+    intervals = {int(seconds) for seconds, _ in cfg.watcher.rollups}
+    if interval is not None and int(interval) not in intervals:
+        raise click.BadParameter(
+            "not a configured roll-up interval; [watcher] rollups has "
+            + ", ".join(f"{seconds}s" for seconds in sorted(intervals)), param_hint="--interval")
+    connection = from_config(cfg.redis, client_name="bcx-export")
+    try:
+        rows = exportmod.export(connection, Keys(cfg.redis.prefix), output, exchange.lower(),
+                                symbol.upper(), fields or ("price", "bid", "ask"), start, end,
+                                None if interval is None else int(interval))
+    except exportmod.ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    except redis.RedisError as exc:
+        raise click.ClickException(f"Redis: {exc}") from None
+    finally:
+        connection.close()
+    click.echo(f"exported {rows} rows", err=True)
+
+
 if __name__ == "__main__":
     main()
