@@ -164,6 +164,12 @@ def stats(connection: redis.Redis, keys: Keys, store: Store, exchange: str, symb
         usable = [r for r in rollups if (end_ms - start_ms) / (r * 1000) <= STATS_BUCKETS_MAX]
         source = choose_source(connection, keys, exchange, symbol, field, usable, start_ms,
                                finest=True)
+        if source.interval_s is None:
+            # No roll-up is coarse enough for the bucket budget (start=0 spans decades): the
+            # coarsest built one still reads far fewer rows than the raw ticks it replaces,
+            # and its retention bounds the read.
+            source = choose_source(connection, keys, exchange, symbol, field, rollups,
+                                   start_ms)
     series = {name: _samples(connection, keys, store, exchange, symbol, name, source, start_ms,
                              end_ms) for name in dict.fromkeys((field, "bid", "ask"))}
     out: dict[str, Any] = {"series": series_id(exchange, symbol), "field": field,

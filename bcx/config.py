@@ -343,7 +343,8 @@ class ServerConfig:
     command: str = opt("", _text, "command: program run with the event as JSON on stdin.")
     command_timeout: float = opt(10.0, _duration(0.1), "command: killed after this long.")
     group: str = opt("bcx-server", _prefix, "Consumer group on the event stream.")
-    consumer: str = opt("", _text, "Consumer name; empty means HOSTNAME-PID.")
+    consumer: str = opt("", _text, "Consumer name; empty means the host name (two servers on "
+                        "one host need names of their own).")
     claim_idle: float = opt(60.0, _duration(1),
                             "Pending events of a silent consumer are claimed after this long.")
     alerts_max: int = opt(1000, _int_min(1), "Delivered events kept in the alert history.")

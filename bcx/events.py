@@ -1,9 +1,17 @@
-"""Trigger events: their JSON form, and publishing them live (pub/sub) and durably (stream)."""
+"""Trigger events: their JSON form, and publishing them live (pub/sub) and durably (stream).
+
+Two kinds of event share the stream: the watcher's rule events (``rule`` = the rule id), which
+are alerts, and the tracker's feed reports (``kind`` ``feed_down``, ``rule``
+``feed_down:<exchange>``), which are the input of ``feed_down`` rules and not alerts themselves:
+the server does not deliver them, so a feed that goes down is announced once, by the rule that
+watches it, with its ``for`` and ``cooldown``.
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -14,6 +22,8 @@ from bcx.timeutil import now_ms
 
 FIRING = "firing"
 RESOLVED = "resolved"
+FEED_DOWN = "feed_down"
+FEED_REPORT_PREFIX = "feed_down:"  # + exchange: the rule field of the tracker's feed reports
 
 
 @dataclass
@@ -36,9 +46,21 @@ class TriggerEvent:
 
     @classmethod
     def from_json(cls, text: str) -> TriggerEvent:
-        data: dict[str, Any] = json.loads(text)
+        data: Any = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("a trigger event is a JSON object")
         known = {name for name in cls.__dataclass_fields__}
         return cls(**{name: value for name, value in data.items() if name in known})
+
+
+def is_feed_report(event: TriggerEvent | Mapping[str, Any]) -> bool:
+    """True for the tracker's own feed_down report (see the module docstring), given as an
+    event or as its decoded JSON."""
+    if isinstance(event, Mapping):
+        kind, rule = event.get("kind"), event.get("rule")
+    else:
+        kind, rule = event.kind, event.rule
+    return kind == FEED_DOWN and str(rule).startswith(FEED_REPORT_PREFIX)
 
 
 def publish(connection: redis.Redis, keys: Keys, event: TriggerEvent, maxlen: int) -> str:

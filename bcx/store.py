@@ -32,8 +32,8 @@ class Store:
         self.connection = connection
         self.keys = keys or Keys()
         self.publish_ticks = publish_ticks
-        # Newest event time written per (series, field) by this process, so a late batch never
-        # moves the latest-values hash backwards.
+        # Newest event time written per (series, field) by this process, and per series under
+        # the field "time", so a late batch never moves the latest-values hash backwards.
         self._newest: dict[tuple[str, str, str], int] = {}
 
     # ------------------------------------------------------------------ writes
@@ -60,7 +60,11 @@ class Store:
                     fresh = latest[(tick.exchange, tick.symbol)]
                     fresh[field] = value
                     fresh[f"{field}_ms"] = tick.ms
-                    fresh["time"] = max(tick.ms, fresh.get("time", 0))
+                    # The series' time is its newest field's: a field catching up with an
+                    # older time (a trade time behind a receive time) must not lower it.
+                    series_slot = (tick.exchange, tick.symbol, "time")
+                    fresh["time"] = newest[series_slot] = max(tick.ms,
+                                                              newest.get(series_slot, -1))
         pipe = self.connection.pipeline(transaction=False)
         for key, mapping in members.items():
             pipe.zadd(key, mapping)

@@ -133,6 +133,14 @@ def test_stats_of_a_long_range_use_rollups(client: FlaskClient, store: Store, ro
     assert body["source"] == "rollup:60"
 
 
+def test_stats_over_a_span_too_long_for_any_rollup_budget_still_avoid_raw(
+        client: FlaskClient, rolled: None) -> None:
+    # start=0 (what the chart page asks to find where history begins) spans decades: more
+    # buckets than STATS_BUCKETS_MAX of every roll-up, yet raw ticks would be the whole history.
+    body = get(client, "stats", start=0, end=T0 + 12 * MINUTE)
+    assert body["source"] == "rollup:60" and body["first_time"] == T0
+
+
 def test_stats_default_to_the_last_day(client: FlaskClient, rolled: None) -> None:
     body = get(client, "stats")
     assert body["end"] - body["start"] == 86_400_000

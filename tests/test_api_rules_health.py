@@ -99,8 +99,53 @@ def test_invalid_rule_is_400_naming_the_field(client: FlaskClient, body: object,
     assert error_of(response)["parameter"] == parameter
 
 
+@pytest.mark.parametrize(("change", "parameter"), [
+    ({"enabled": 1}, "enabled"),
+    ({"enabled": "no"}, "enabled"),
+    ({"kind": "ABOVE"}, "kind"),
+    ({"series": "coinbase:btc-usd"}, "series"),
+    ({"series": " coinbase:BTC-USD"}, "series"),
+    ({"name": "btc-high\n"}, "name"),
+    ({"threshold": True}, "threshold"),
+    ({"threshold": 1e16}, "threshold"),
+    ({"window": "500ms"}, "window"),
+    ({"window": 0.5}, "window"),
+    ({"cooldown": " 5m"}, "cooldown"),
+    ({"for": "٣s"}, "for"),
+])
+def test_rule_documents_are_held_to_the_documented_schema(client: FlaskClient, change: dict,
+                                                          parameter: str) -> None:
+    response = client.post(f"{API}/rules", json={**RULE, **change}, headers=AUTH)
+    assert response.status_code == 400
+    assert error_of(response)["parameter"] == parameter
+
+
+@pytest.mark.parametrize("document", [
+    {**RULE, "kind": "change_pct", "threshold": -2.5, "window": "15m"},
+    {**RULE, "enabled": False, "for": 30, "cooldown": "1.5m", "window": 60},
+    {"name": "feed", "kind": "feed_down", "series": "", "threshold": None},
+    {"name": "quiet", "kind": "stale", "series": "kraken:ETH-USD", "threshold": 0.5},
+])
+def test_rule_documents_the_schema_allows_are_accepted(client: FlaskClient,
+                                                       document: dict) -> None:
+    assert client.post(f"{API}/rules", json=document, headers=AUTH).status_code == 201
+
+
+def test_a_listed_rule_can_be_posted_back(client: FlaskClient) -> None:
+    posted = client.post(f"{API}/rules", json={**RULE, "window": "1h"}, headers=AUTH)
+    again = client.post(f"{API}/rules", json=posted.get_json(), headers=AUTH)
+    assert again.status_code == 201
+    assert {**again.get_json(), "id": None} == {**posted.get_json(), "id": None}
+
+
 def test_rule_body_that_is_not_json_is_400(client: FlaskClient) -> None:
     response = client.post(f"{API}/rules", data="{nope", headers=AUTH,
+                           content_type="application/json")
+    assert response.status_code == 400 and error_of(response)["parameter"] == "body"
+
+
+def test_deeply_nested_rule_body_is_400_not_500(client: FlaskClient) -> None:
+    response = client.post(f"{API}/rules", data="[" * 50_000, headers=AUTH,
                            content_type="application/json")
     assert response.status_code == 400 and error_of(response)["parameter"] == "body"
 

@@ -121,3 +121,16 @@ def test_bad_series_filter_is_400(live_server: LiveServer) -> None:
     response = requests.get(f"{live_server.url}{STREAM}?series=BTC", timeout=5)
     assert response.status_code == 400
     assert response.json()["error"]["parameter"] == "series"
+
+
+def test_tracker_feed_reports_are_not_relayed_as_alerts(connect, r: redis.Redis,
+                                                        keys: Keys) -> None:
+    stream = connect()
+    report = events.TriggerEvent(rule="feed_down:coinbase", series="coinbase:*",
+                                 state=events.FIRING, kind="feed_down")
+    alert = events.TriggerEvent(rule="conf:coinbase-down", series="coinbase:BTC-USD",
+                                state=events.FIRING, kind="feed_down")
+    events.publish(r, keys, report, 100)
+    events.publish(r, keys, alert, 100)
+    name, data = stream.next_event()
+    assert (name, data["rule"]) == ("alert", "conf:coinbase-down")

@@ -210,6 +210,29 @@ def test_coinbase_trade_id_jump_is_a_gap_for_that_product() -> None:
     assert protocol.parse(frame.format(p="BTC-USD", t=15), 0).gaps == [("BTC-USD", 3)]
 
 
+def test_coinbase_heartbeat_last_trade_id_reveals_missed_tickers() -> None:
+    protocol = Coinbase(["BTC-USD"])
+    ticker = ('{{"type":"ticker","product_id":"BTC-USD","price":"1.0","best_bid":"0.9",'
+              '"best_ask":"1.1","time":"2021-04-17T16:43:30.244075Z","trade_id":{t}}}')
+    beat = ('{{"type":"heartbeat","sequence":90,"last_trade_id":{t},"product_id":"BTC-USD",'
+            '"time":"2021-04-17T16:43:31.000000Z"}}')
+    assert protocol.parse(beat.format(t=0), 0).gaps == []  # "unknown", as the venue may send
+    assert protocol.parse(ticker.format(t=100), 0).gaps == []
+    assert protocol.parse(beat.format(t=100), 0).gaps == []
+    assert protocol.parse(beat.format(t=0), 0).gaps == []
+    # Trades 101-103 happened: the tickers of 101 and 102 are missed; 103's may still come.
+    assert protocol.parse(beat.format(t=103), 0).gaps == [("BTC-USD", 2)]
+    assert protocol.parse(beat.format(t=103), 0).gaps == []
+    late = protocol.parse(ticker.format(t=103), 0)
+    assert late.gaps == [] and late.ticks[0].seq == 103
+    assert protocol.parse(beat.format(t=103), 0).keepalive
+    # When it never comes, the next ticker counts it.
+    other = Coinbase(["BTC-USD"])
+    other.parse(ticker.format(t=100), 0)
+    assert other.parse(beat.format(t=103), 0).gaps == [("BTC-USD", 2)]
+    assert other.parse(ticker.format(t=104), 0).gaps == [("BTC-USD", 1)]
+
+
 def test_binance_trade_id_jump_is_a_gap_for_that_symbol() -> None:
     protocol = Binance(["BTC-USDT"])
     frame = ('{{"stream":"btcusdt@trade","data":{{"e":"trade","E":1723161255343,"s":"BTCUSDT",'
@@ -241,6 +264,10 @@ def test_venue_currency_codes_map_to_common_ones() -> None:
     (Coinbase, '{"type":"ticker","product_id":"BTC-USD","price":"abc","time":"x"}'),
     (Binance, '{"stream":"btcusdt@bookTicker","data":{"s":"BTCUSDT","u":1,"b":null,"a":"1"}}'),
     (Binance, '{"stream":"btcusdt@trade","data":"oops"}'),
+    (Binance, '{"stream":"btcusdt@bookTicker","data":{"s":"BTCUSDT","u":1,"b":"NaN","a":"1"}}'),
+    (Coinbase, '{"type":"ticker","product_id":"BTC-USD","price":"inf"}'),
+    (Coinbase, '{"type":"ticker","product_id":"BTC-USD","price":" 1.5"}'),
+    (Kraken, '[1,{"a":["1_000"],"b":["1"],"c":["1"]},"ticker","XBT/USD"]'),
     (Bitfinex, "[12345"),
     (Bitfinex, '["x","hb",3]'),
     (Kraken, '[1,{"a":[],"b":["1"],"c":["1"]},"ticker","XBT/USD"]'),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections import defaultdict
 from dataclasses import replace
 from decimal import Decimal
@@ -231,3 +232,56 @@ def test_crash_between_archive_and_trim_loses_and_duplicates_nothing(r, keys, st
     assert sorted(rows, key=lambda row: (row[1], row[3], row[4], row[5])) == trimmed_by_hand(ticks)
     for symbol in {t.symbol for t in ticks}:
         assert store.count("binance", symbol, "bid", end_ms=NOW - 60_001) == 0
+
+
+class StopAfterPages(HistoryManager):
+    """Dies after ``pages`` source reads, as a watcher killed mid-way through a long pass."""
+
+    def __init__(self, *args, pages: int, **kwargs):  # noqa: ANN002, ANN003 - test double
+        super().__init__(*args, **kwargs)
+        self.pages_left = pages
+
+    def _read(self, *args):  # noqa: ANN002, ANN202 - test double
+        if self.pages_left == 0:
+            raise RuntimeError("killed mid-pass")
+        self.pages_left -= 1
+        return super()._read(*args)
+
+
+def test_an_interrupted_first_pass_resumes_where_it_stopped(r, keys, store: Store, ticks):
+    store.write(ticks)
+    config = watcher_config(rollups=((10.0, 86400.0),), late_grace=0.0)
+    exchange, symbol = store.series()[0]  # the first series a pass reads; it has no prices
+    assert store.count(exchange, symbol, "bid") > 3 * 50
+    with pytest.raises(RuntimeError):
+        StopAfterPages(r, keys, config, page=50, pages=3).rollup_pass(ticks[-1].ms + 1)
+    mark = read_watermark(r, keys, exchange, symbol, "bid", 10)
+    assert mark is not None and mark > min(t.ms for t in ticks if t.symbol == symbol)
+    HistoryManager(r, keys, config, page=50).rollup_pass(ticks[-1].ms + 1)
+    for symbol, candles in hand_ohlc(ticks, 10).items():
+        assert stored_ohlc(r, keys, symbol, 10) == candles, symbol
+
+
+def test_passes_report_progress_after_every_page(r, keys, store: Store, ticks, tmp_path):
+    store.write(ticks)
+    calls = []
+    manager = HistoryManager(r, keys, watcher_config(**RETENTION), archive=Archive(tmp_path),
+                             page=100, progress=lambda: calls.append(1))
+    manager.rollup_pass(NOW)
+    after_rollups = len(calls)
+    removed = manager.trim_pass(NOW)
+    assert after_rollups >= len(ticks) // 100
+    assert len(calls) - after_rollups >= removed // 100 + len(store.series())
+
+
+def test_archive_makes_the_partition_rename_durable(tmp_path, monkeypatch):
+    synced: list[bool] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.path.isdir(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    Archive(tmp_path).write("kraken", "BTC-USD", "price", [(NOW, "1.50")])
+    assert synced == [False, True]  # the file's data, then its directory entry

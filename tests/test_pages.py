@@ -111,7 +111,7 @@ def open_page(browser: Browser, app_url: str) -> Iterator:
         page = context.new_page()
         tab = Tab(page)
         page.on("console", lambda msg: msg.type in ("error", "warning") and tab.problems.append(
-            f"console {msg.type}: {msg.text}"))
+            f"console {msg.type}: {msg.text} @ {msg.location.get('url')}"))
         page.on("pageerror", lambda exc: tab.problems.append(f"exception: {exc}"))
         page.on("requestfailed", lambda req: "/api/v1.0/stream" not in req.url
                 and tab.problems.append(f"request failed: {req.url} {req.failure}"))
@@ -256,6 +256,30 @@ def test_chart_draws_candles_for_a_long_range(open_page, r, keys):
     tab.assert_clean()
 
 
+def test_chart_folds_live_ticks_into_the_newest_candle(open_page, r, keys):
+    store = Store(r, keys, publish_ticks=True)
+    hour = 3_600_000
+    start = now_ms() - 10 * 86_400_000
+    store.write([Tick("kraken", "ETH-USD", start + i * 900_000, price=f"{3000 + i % 7}.5")
+                 for i in range(960)])
+    tab = open_page("/chart/kraken/ETH-USD", live=True)
+    tab.page.locator(".highcharts-range-selector-buttons text", has_text="All").click()
+    tab.page.wait_for_function(f"{CHART}.get('candles').options.data.length > 0",
+                               timeout=DEADLINE_MS)
+    assert "Candles of 1 h" in tab.page.locator("#mode").inner_text()
+    bucket = now_ms() // hour * hour
+    newest = f"{CHART}.get('candles').options.data.at(-1)"
+    store.write([Tick("kraken", "ETH-USD", bucket + hour // 2, price="9999.5")])
+    tab.page.wait_for_function(f"{newest}[0] === {bucket} && {newest}[4] === 9999.5",
+                               timeout=DEADLINE_MS)
+    count = chart_points(tab, "candles")
+    store.write([Tick("kraken", "ETH-USD", bucket + hour // 2 + 1000, price="1.5")])
+    tab.page.wait_for_function(f"{newest}[4] === 1.5", timeout=DEADLINE_MS)
+    assert tab.page.evaluate(newest)[2:] == [9999.5, 1.5, 1.5]
+    assert chart_points(tab, "candles") == count
+    tab.assert_clean()
+
+
 # ---------------------------------------------------------------------------------- alerts
 def delivered(r: redis.Redis, keys: Keys, *found: events.TriggerEvent) -> None:
     """Record events as the alert server records each one it delivered."""
@@ -305,6 +329,30 @@ def test_status_page_shows_heartbeats_and_tracker_stats(open_page, r, keys):
     stats = tab.page.locator("#exchanges-table tr[data-exchange='coinbase']").inner_text()
     assert "217" in stats and "reconnects" in stats
     tab.screenshot("status")
+    tab.assert_clean()
+
+
+def test_status_page_renders_the_unhealthy_state(open_page, r, keys):
+    Heartbeat(r, keys, "tracker", ttl=60).beat()
+    gone = Heartbeat(r, keys, "watcher.history", ttl=60)
+    gone.beat()
+    gone.clear()
+    Store(r, keys).write([Tick("coinbase", "BTC-USD", now_ms() - 3_600_000, price="1.5")])
+    tab = open_page("/status")
+    assert tab.page.locator("#overall").inner_text() == "unhealthy"
+    watcher = tab.page.locator("#components-table tr[data-component='watcher.history']")
+    assert "down" in watcher.inner_text() and "stale" in watcher.get_attribute("class")
+    assert "up" in tab.page.locator("tr[data-component='tracker']").inner_text()
+    series = tab.page.locator("#series-table tr[data-series='coinbase:BTC-USD']")
+    assert "stale" in series.get_attribute("class")
+    tab.screenshot("status-unhealthy")
+    # /health answers 503 when unhealthy (the API contract); chromium logs any 5xx fetch as a
+    # failed resource. That one answer is expected; anything else the page reports is not.
+    health = f"{tab.page.url.split('/status')[0]}/api/v1.0/health"
+    expected = {f"HTTP 503: {health}",
+                f"console error: Failed to load resource: the server responded with a status "
+                f"of 503 (SERVICE UNAVAILABLE) @ {health}"}
+    tab.problems = [problem for problem in tab.problems if problem not in expected]
     tab.assert_clean()
 
 

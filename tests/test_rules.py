@@ -91,7 +91,7 @@ SCENARIOS = {
                     ("tick", 10, {"price": "99.5"}), ("pass", 15), ("pass", 21),
                     ("tick", 25, {"price": "98"}), ("pass", 30),
                     ("tick", 40, {"price": "100.5"}), ("tick", 50, {"price": "101"})]),
-    "change_pct": ({"threshold": 5, "window": "20s"},
+    "change_pct": ({"threshold": 5, "window": "25s"},
                    [("tick", -20, {"price": "100"}), ("tick", 9, {"price": "104"}),
                     ("tick", 10, {"price": "105"}), ("pass", 15), ("pass", 21),
                     ("tick", 25, {"price": "105.1"}), ("pass", 30),
@@ -244,3 +244,79 @@ def test_disabled_rules_are_not_evaluated(r, keys, tmp_path):
     harness = Harness(r, keys, rule_config(tmp_path, kind="above", threshold=1, enabled="no"))
     harness.tick(1, price="5")
     assert harness.events() == []
+
+
+def test_change_pct_resolves_once_the_series_has_not_moved_for_a_window(r, keys, tmp_path):
+    harness = Harness(r, keys, rule_config(tmp_path, kind="change_pct", threshold=5,
+                                           window="60s", cooldown="0s"))
+    harness.tick(0, price="100")
+    harness.tick(70, price="110")  # +10% over the last minute
+    harness.passes(100)  # no tick since: still +10% over the minute ending now
+    harness.passes(131)  # the minute ending now saw no move
+    assert harness.events() == [(F, SERIES, 70.0), (R, SERIES, 131.0)]
+
+
+def test_a_restart_does_not_resolve_a_series_that_is_still_stale(r, keys, tmp_path):
+    config = rule_config(tmp_path, kind="stale", threshold=30, cooldown="0s")
+    first = Harness(r, keys, config)
+    first.tick(0, price="1")
+    first.passes(31)
+    restarted = RuleEngine(r, keys, config, started_ms=T0 + 40_000)
+    restarted.start()
+    restarted.periodic(T0 + 41_000)
+    restarted.periodic(T0 + 80_000)
+    assert first.events() == [(F, SERIES, 31.0)]
+
+
+def test_a_rule_removed_and_added_again_starts_afresh(r, keys, tmp_path):
+    config = rule_config(tmp_path, kind="above", threshold=100, cooldown="0s")
+    first = Harness(r, keys, config)
+    first.tick(0, price="101")
+    Harness(r, keys, load_config(tmp_path, ""))  # restarted without the rule
+    assert not r.hexists(keys.rules_state, "conf:r")
+    again = Harness(r, keys, rule_config(tmp_path, kind="above", threshold=100,
+                                         cooldown="0s"))
+    again.tick(10, price="102")
+    assert again.events() == [(F, SERIES, 0.0), (F, SERIES, 10.0)]
+
+
+def test_a_deleted_stored_rule_leaves_no_state_behind(r, keys, tmp_path):
+    from bcx.rulebook import delete_rule, save_rule
+
+    harness = Harness(r, keys, load_config(tmp_path, ""))
+    saved = save_rule(r, keys, {"name": "api-rule", "kind": "above", "series": SERIES,
+                                "threshold": 50})
+    harness.engine.reload()
+    delete_rule(r, keys, saved.id)
+    harness.tick(1, price="51")  # evaluated before the change notice was read
+    harness.engine.reload()
+    assert not r.hexists(keys.rules_state, saved.id)
+    assert saved.id not in harness.engine.states
+
+
+def test_an_event_that_is_not_an_object_is_ignored(r, keys, tmp_path):
+    bad = r.xadd(keys.events_stream, {"event": "[1]"})
+    harness = Harness(r, keys, rule_config(tmp_path, kind="feed_down"))  # reads it at start
+    r.xdel(keys.events_stream, bad)
+    assert harness.engine.on_tracker_event("null", T0) == 0
+    harness.feed(1, F)
+    assert harness.events() == [(F, "coinbase", 1.0)]
+
+
+def test_an_unreadable_stored_value_skips_only_its_rule(r, keys, tmp_path):
+    config = load_config(tmp_path, f"""\
+[rule:wide]
+kind = spread
+series = kraken:BTC-USD
+threshold = 0.1
+
+[rule:high]
+kind = above
+series = {SERIES}
+threshold = 100
+""")
+    r.hset(keys.latest("kraken", "BTC-USD"), mapping={"bid": "sNaN", "ask": "1", "time": T0})
+    harness = Harness(r, keys, config)
+    harness.tick(1, price="101")
+    harness.passes(2)
+    assert harness.events() == [(F, SERIES, 1.0)]

@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from bcx import config as configmod
+from bcx import events
 from bcx.events import TriggerEvent
 from bcx.heartbeat import Heartbeat
 from bcx.keys import Keys
@@ -157,6 +158,23 @@ def test_a_hung_command_is_dead_lettered_and_the_webhook_still_delivers(r, keys,
     failure = history.dead_letters(r, keys)[0]["failure"]
     assert failure["notifier"] == "command"
     assert "killed after its 0.3s timeout" in failure["error"]
+
+def test_tracker_feed_reports_are_acknowledged_not_delivered(r, keys, running, receiver,
+                                                            tmp_path):
+    # A feed_down rule turns the tracker's report into the alert; delivering the report too
+    # would announce one outage twice.
+    report = TriggerEvent(rule="feed_down:coinbase", series="coinbase:*", state="firing",
+                          kind="feed_down", message="coinbase: 5 consecutive failed connections")
+    events.publish(r, keys, report, maxlen=1000)
+    ids = publish_events(r, keys, 1)
+    log_path = tmp_path / "alerts.jsonl"
+    running.start([webhook(receiver), LogNotifier(str(log_path))])
+    wait_for(delivered(receiver, set(ids)), message="the rule event")
+    wait_for(lambda: pending_count(r, keys, GROUP) == 0, message="both entries acknowledged")
+    assert receiver.ids() == ids
+    assert log_ids(log_path) == ids
+    assert [alert["id"] for alert in history.recent_alerts(r, keys)] == ids
+
 
 def test_own_pending_events_are_delivered_first_on_start(r, keys, running, receiver):
     ids = publish_events(r, keys, 5)

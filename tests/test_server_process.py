@@ -104,12 +104,13 @@ def test_sigterm_mid_delivery_finishes_the_event_then_exits_zero(r, keys, server
     assert [alert["id"] for alert in recent_alerts(r, keys)] == ids[:1]
 
 
-@pytest.mark.parametrize("consumer", ["server-1", ""], ids=["same-name", "new-name"])
-def test_a_killed_server_delivers_everything_after_restart(r, keys, servers, receiver,
-                                                           consumer):
+@pytest.mark.parametrize("names", [("", ""), ("server-1", "server-2")],
+                         ids=["default-name", "new-name"])
+def test_a_killed_server_delivers_everything_after_restart(r, keys, servers, receiver, names):
     """SIGKILL while the webhook holds event 4, publish more while down, restart: every event
-    is delivered, and the one in flight at the kill is delivered twice (at least once)."""
-    servers.write_config(consumer)
+    is delivered, and the one in flight at the kill is delivered twice (at least once). The
+    default consumer name is the host's, so a restart on the same host keeps its name."""
+    servers.write_config(names[0])
     receiver.hold_at = 4
     before = publish_events(r, keys, 10)
     first = servers.start()
@@ -119,6 +120,7 @@ def test_a_killed_server_delivers_everything_after_restart(r, keys, servers, rec
     receiver.release.set()
     assert pending_count(r, keys, GROUP) == 1  # event 4: delivered, never acknowledged
     during = publish_events(r, keys, 10, start=10)
+    servers.write_config(names[1])
     second = servers.start()
     expected = before + during
     wait_for(lambda: set(receiver.ids()) >= set(expected), timeout=30,
@@ -129,7 +131,7 @@ def test_a_killed_server_delivers_everything_after_restart(r, keys, servers, rec
     assert duplicates(receiver.ids()) == {before[3]: 2}
     assert duplicates(log_ids(servers.log_path)) == {before[3]: 2}
     restarted = receiver.ids()[4:]
-    if consumer:
+    if names[0] == names[1]:
         # Same name: its own pending event first, then the rest in stream order.
         assert restarted == expected[3:]
     else:

@@ -78,6 +78,17 @@ def test_latest_values_follow_the_newest_tick(store: Store):
     assert store.latest("coinbase", "NOPE-USD") is None
 
 
+def test_series_time_never_moves_back_when_a_later_batch_brings_an_older_field(
+        store: Store):
+    # Binance: a bookTicker stamped with the receive time, then a trade stamped with its
+    # (earlier) trade time in the next batch.
+    store.write([Tick("binance", "BTC-USDT", T0 + 10, bid="0.9", ask="1.1")])
+    store.write([Tick("binance", "BTC-USDT", T0 + 3, price="1")])
+    latest = store.latest("binance", "BTC-USDT")
+    assert latest["price"] == "1" and latest["price_ms"] == T0 + 3
+    assert latest["time"] == T0 + 10
+
+
 def test_many_series_in_one_batch_are_listed(store: Store):
     store.write([price(T0, "1", "BTC-USD"), price(T0, "2", "ETH-USD"),
                  Tick("kraken", "BTC-USD", T0, bid="3")])

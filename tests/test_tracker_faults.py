@@ -4,15 +4,20 @@ and skipped, pings answered, sequence gaps counted, feed_down events published a
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from websocket import ABNF
 
 from bcx.events import FIRING, RESOLVED, TriggerEvent
 from bcx.keys import Keys
 from bcx.replay import ReplayServer
+from bcx.tracker.feed import BufferedWebSocket, OversizedFrame
 from bcx.tracker.run import Tracker, tracker_client
 from tests import trackerkit
 from tests.support import free_port, wait_for
@@ -78,16 +83,88 @@ def test_garbage_binary_and_oversized_frames_are_counted_and_skipped(
         start: Callable[..., Tracker], replay: Callable[..., ReplayServer],
         r: redis.Redis) -> None:
     oversized = json.dumps({"type": "ticker", "padding": "x" * 2000})
+    huge = json.dumps({"type": "ticker", "padding": "y" * 300_000})  # a 64-bit length
     server = replay(inject={10: ["this is not json", b"\x00\x01binary", oversized,
-                                 '{"type":"ticker","product_id":"SKL-USD"}']})
+                                 '{"type":"ticker","product_id":"SKL-USD"}'], 20: [huge]})
     tracker = start(server.url, max_frame_bytes=1024)
     stats = tracker.stats[0]
     wait_for(lambda: stats.ticks == TICKERS and tracker.writer.written == TICKERS,
              message="every recorded tick despite the bad frames")
-    assert stats.parse_errors == 4
+    assert stats.parse_errors == 5
     assert server.connections == 1 and stats.connected
-    wait_for(lambda: r.hget(keys.tracker_stats("coinbase"), "parse_errors") == "4",
+    wait_for(lambda: r.hget(keys.tracker_stats("coinbase"), "parse_errors") == "5",
              message="parse errors in the stats hash")
+
+
+def test_an_oversized_frame_is_skipped_without_being_held_in_memory() -> None:
+    limit, size = 1 << 20, 64 << 20
+    ticker = b'{"type":"ticker"}'
+    server_end, client_end = socket.socketpair()
+    ws = BufferedWebSocket(limit, enable_multithread=False)
+    ws.sock, ws.connected = client_end, True
+    client_end.settimeout(10)
+
+    def send() -> None:
+        # One unmasked text frame announcing 64 MiB (sent from one reused 64 KiB block),
+        # then a small one.
+        server_end.sendall(bytes((0x81, 127)) + size.to_bytes(8, "big"))
+        block = b"x" * 65536
+        for _ in range(size // len(block)):
+            server_end.sendall(block)
+        server_end.sendall(bytes((0x81, len(ticker))) + ticker)
+
+    sender = threading.Thread(target=send, daemon=True)
+    tracemalloc.start()
+    try:
+        sender.start()
+        with pytest.raises(OversizedFrame) as skipped:
+            ws.next_frame()
+        assert ws.next_frame() == (ABNF.OPCODE_TEXT, ticker)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        sender.join(10)
+        server_end.close()
+        client_end.close()
+    assert skipped.value.size == size
+    assert peak < 4 * limit
+
+
+def test_a_refused_subscription_backs_off_and_reports_the_feed_down(
+        start: Callable[..., Tracker], r: redis.Redis) -> None:
+    # Each connection greets, refuses the subscription and closes: no connection works,
+    # though every one delivers frames.
+    def script(conn: object, number: int) -> None:
+        conn.send('{"type":"info","note":"hello"}')
+        conn.recv(timeout=5)
+        conn.send('{"type":"error","message":"Failed to subscribe",'
+                  '"reason":"SKL-USD is not a valid product"}')
+        conn.close()
+
+    with trackerkit.scripted(script) as server:
+        tracker = start(server.url, feed_down_after=3)
+        stats = tracker.stats[0]
+        wait_for(lambda: r.xlen(keys.events_stream), message="a feed_down event")
+        assert stats.feed_down and stats.consecutive_failures >= 3
+        assert stats.venue_errors >= 3 and server.connections >= 3
+        assert tracker.feed("coinbase").backoff.failures >= 3
+
+
+def test_a_server_that_only_pings_is_dropped_by_the_watchdog(
+        start: Callable[..., Tracker]) -> None:
+    # Pings come faster than a read times out: only the lack of data can reveal the stall.
+    def script(conn: object, number: int) -> None:
+        conn.recv(timeout=5)
+        pause = threading.Event()
+        while number == 0:
+            conn.ping()
+            pause.wait(0.05)
+        conn.recv(timeout=30)
+
+    with trackerkit.scripted(script) as server:
+        tracker = start(server.url, silence_timeout="500ms")
+        wait_for(lambda: server.connections >= 2, message="a reconnect after the silence")
+        assert tracker.stats[0].silences >= 1
 
 
 def test_websocket_pings_from_the_server_are_answered(start: Callable[..., Tracker]) -> None:

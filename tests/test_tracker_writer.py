@@ -9,8 +9,10 @@ import pytest
 import redis
 
 from bcx.config import TrackerConfig
+from bcx.events import FIRING, TriggerEvent, publish
 from bcx.keys import Keys
 from bcx.ticks import Tick
+from bcx.tracker import writer as writermod
 from bcx.tracker.stats import FeedStats
 from bcx.tracker.writer import Writer
 from tests.support import wait_for
@@ -90,3 +92,23 @@ def test_stats_and_gaps_are_written_per_exchange(make_writer, r: redis.Redis) ->
     feed.add_gaps([("BTC-USD", 1)])
     wait_for(lambda: r.hget(keys.gaps("bitfinex"), "BTC-USD") == "3",
              message="a later gap added, not the total written again")
+
+
+def test_gaps_are_counted_once_when_publishing_an_event_fails(make_writer, r: redis.Redis,
+                                                             monkeypatch) -> None:
+    failures = [redis.ConnectionError("Redis went away mid-write")]
+
+    def flaky_publish(*args: object) -> str:
+        if failures:
+            raise failures.pop()
+        return publish(*args)
+
+    monkeypatch.setattr(writermod, "publish", flaky_publish)
+    feed = FeedStats("bitfinex")
+    feed.add_gaps([("BTC-USD", 2)])
+    writer, _ = make_writer(feed, stats_interval=0.1)
+    writer.publish_event(TriggerEvent(rule="feed_down:bitfinex", series="bitfinex:*",
+                                      state=FIRING, kind="feed_down", message="down"))
+    wait_for(lambda: r.xlen(keys.events_stream) == 1, message="the event, published on retry")
+    assert writer.stop()
+    assert r.hgetall(keys.gaps("bitfinex")) == {"BTC-USD": "2"}

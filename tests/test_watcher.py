@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from bcx.redisconn import connect
 from bcx.store import Store
 from bcx.ticks import Tick
 from bcx.timeutil import now_ms
+from bcx.watcher import run
 from bcx.watcher.run import HISTORY, RULES, Watcher
 from tests.support import wait_for
 
@@ -87,6 +89,47 @@ def test_roll_ups_are_kept_up_to_date(r, keys, watcher):
     watcher.start()
     wait_for(lambda: r.zcard(keys.rollup("coinbase", "BTC-USD", "price", 60)),
              message="a one-minute candle")
+
+
+class Scheduler(run.BackgroundScheduler):
+    """Tells when its shutdown has begun."""
+
+    shutting_down = threading.Event()
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.shutting_down.set()
+        super().shutdown(wait)
+
+
+def test_the_history_heartbeat_beats_during_a_long_first_pass(r, keys, watcher, monkeypatch):
+    monkeypatch.setattr(run, "BackgroundScheduler", Scheduler)
+    Scheduler.shutting_down.clear()
+    start = now_ms() - 30 * 60_000
+    Store(r, keys).write([Tick("coinbase", "BTC-USD", start + 60_000 * i, price=str(i))
+                          for i in range(20)])  # one a minute: a page of 5 ends 4 candles
+    release = threading.Event()
+    reads: list[int] = []
+    real_read = watcher.history._read
+
+    def slow_read(*args: object) -> list:
+        reads.append(1)
+        if len(reads) > 1:  # the pass is stuck on its second page until released
+            release.wait(timeout=30)
+        return real_read(*args)
+
+    watcher.history._read = slow_read  # type: ignore[method-assign]
+    watcher.history.page = 5
+    watcher.start()
+    try:
+        wait_for(lambda: beat_time(r, HISTORY), message="a history heartbeat mid-pass")
+        assert not release.is_set() and len(reads) == 2
+        # A stop request during that pass: the pass finishes and the thread ends.
+        watcher.stop.set()
+        wait_for(Scheduler.shutting_down.is_set, message="the scheduler's shutdown")
+    finally:
+        release.set()
+    history_thread = watcher.threads[0]
+    wait_for(lambda: not history_thread.is_alive(), message="the history thread to end")
 
 
 def test_a_crashing_thread_is_restarted_while_the_other_keeps_beating(r, watcher):

@@ -137,7 +137,11 @@ def rules() -> Response:
 def add_rule() -> tuple[Response, int]:
     _args()
     _authorise()
-    document = request.get_json(silent=True)
+    try:
+        document = request.get_json(silent=True)
+    except RecursionError:
+        # Nested deeper than the JSON reader goes (silent= only covers ValueError).
+        document = None
     try:
         rule = rulebook.save_rule(_connection(), _keys(), document)
     except rulebook.RuleError as exc:

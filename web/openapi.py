@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bcx import rulebook
 from bcx.config import EXCHANGES, FIELDS, RULE_KINDS, Config
 
 NUMBER_OR_NULL = {"type": "number", "nullable": True}
@@ -41,24 +42,63 @@ SERIES_PARAMS = [
 BAD_PARAM = _error("A parameter is invalid; the message names it.")
 NO_SERIES = _error("Unknown series.")
 REDIS_DOWN = _error("Redis is unavailable.")
-DURATION = {"type": "string", "pattern": r"^\d{1,9}(\.\d{1,3})?(ms|s|m|h|d|w|y)?$",
-            "example": "5m"}
+SERIES_PATTERN = "(" + "|".join(EXCHANGES) + "):[A-Z0-9]{1,12}-[A-Z0-9]{1,12}"
+
+
+def _duration(key: str, minimum: float, description: str) -> dict[str, Any]:
+    return {"description": description + ": seconds, or a string such as 5m",
+            "anyOf": [{"type": "number", "minimum": minimum,
+                       "maximum": rulebook.DURATION_MAX_S},
+                      {"type": "string", "pattern": f"^{rulebook.DURATION_PATTERNS[key]}$",
+                       "example": "5m"}]}
+
+
+# What bcx.rulebook.parse_rule takes, exactly: one JSON type and spelling per key.
 RULE_PROPERTIES: dict[str, Any] = {
     "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
     "kind": {"type": "string", "enum": list(RULE_KINDS)},
-    "series": {"type": "string", "pattern": "^(" + "|".join(EXCHANGES) +
-               "):[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$", "example": "coinbase:BTC-USD"},
+    "series": {"type": "string", "pattern": f"^{SERIES_PATTERN}$",
+               "example": "coinbase:BTC-USD"},
     "field": {"type": "string", "enum": list(FIELDS)},
-    "threshold": {"type": "number", "nullable": True, "minimum": 0.001, "maximum": 1e15},
-    "window": {"description": "look-back of change_pct", **DURATION},
+    "threshold": {"type": "number", "minimum": -rulebook.THRESHOLD_MAX,
+                  "maximum": rulebook.THRESHOLD_MAX},
+    "window": _duration("window", 1, "look-back of change_pct, at least 1 s"),
     "spread_mode": {"type": "string", "enum": ["pct", "abs"]},
-    "for": {"description": "how long the condition must hold", **DURATION},
-    "cooldown": {"description": "least time between firings", **DURATION},
+    "for": _duration("for", 0, "how long the condition must hold"),
+    "cooldown": _duration("cooldown", 0, "least time between firings"),
     "enabled": {"type": "boolean"},
+    "id": {"description": "ignored (a listed rule may be posted back as it is)"},
+    "source": {"description": "ignored"},
 }
-RULE_OUTPUT = {**RULE_PROPERTIES, "series": {"type": "string"},
+RULE_OUTPUT = {**{key: value for key, value in RULE_PROPERTIES.items()
+                  if key not in ("id", "source")},
+               "name": {"type": "string"}, "series": {"type": "string"},
                "threshold": NUMBER_OR_NULL, "window": {"type": "number"},
                "for": {"type": "number"}, "cooldown": {"type": "number"}}
+
+
+def _rule_input() -> dict[str, Any]:
+    """One branch per group of kinds: level kinds need a series and a threshold (kind
+    defaults to above), stale a positive threshold, feed_down neither."""
+    def branch(kinds: list[str], required: list[str], **overrides: Any) -> dict[str, Any]:
+        properties = {**RULE_PROPERTIES, "kind": {"type": "string", "enum": kinds}, **overrides}
+        return {"type": "object", "properties": properties, "required": required,
+                "additionalProperties": False}
+
+    levels = [kind for kind in RULE_KINDS if kind not in ("stale", "feed_down")]
+    return {"anyOf": [
+        branch(levels, ["name", "series", "threshold"],
+               kind={"type": "string", "enum": levels, "default": "above"}),
+        branch(["stale"], ["name", "kind", "series", "threshold"],
+               threshold={"type": "number", "minimum": 0, "exclusiveMinimum": True,
+                          "maximum": rulebook.THRESHOLD_MAX,
+                          "description": "seconds without a tick"}),
+        branch(["feed_down"], ["name", "kind"],
+               series={"type": "string", "pattern": f"^({SERIES_PATTERN})?$",
+                       "description": "a series of the exchange to watch; empty: every one"},
+               threshold={**RULE_PROPERTIES["threshold"], "nullable": True,
+                          "description": "ignored"}),
+    ]}
 
 
 def schemas(cfg: Config) -> dict[str, Any]:
@@ -115,10 +155,7 @@ def schemas(cfg: Config) -> dict[str, Any]:
                           "id": {"type": "string"}}, []),
         "Alerts": _object({"alerts": {"type": "array", "items": {
             "$ref": "#/components/schemas/Alert"}}}, ["alerts"]),
-        # Stricter than the server (feed_down rules need no series or threshold) so that
-        # generated documents are ones the server takes.
-        "RuleInput": {**_object(RULE_PROPERTIES, ["name", "kind", "series", "threshold"]),
-                      "additionalProperties": False},
+        "RuleInput": _rule_input(),
         "Rule": _object({"id": {"type": "string"},
                          "source": {"type": "string", "enum": ["config", "api"]},
                          **RULE_OUTPUT}, ["id", "name", "source", "kind"]),

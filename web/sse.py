@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from bcx.events import is_feed_report
 from bcx.keys import Keys
 from bcx.query import num
 
@@ -49,6 +50,8 @@ def alert_payload(message: str, wanted: frozenset[str] | None) -> dict[str, Any]
     except ValueError:
         return None
     if not isinstance(event, dict):
+        return None
+    if is_feed_report(event):  # it feeds the rules; the rule's event is the alert
         return None
     if wanted is not None and event.get("series") not in wanted:
         return None

@@ -19,7 +19,7 @@ import time
 from typing import Any, ClassVar
 
 from bcx.exchanges.base import ANY_SYMBOL, FeedProtocol, MalformedFrame, Parsed, Rewrite, Verdict
-from bcx.exchanges.common import GapCounter, loads
+from bcx.exchanges.common import GapCounter, decimal_text, loads
 from bcx.ticks import Tick
 
 SEQ_ALL = 65536
@@ -31,7 +31,6 @@ KNOWN_CHANNELS = frozenset({"ticker", "trades", "book", "candles", "status"})
 # [BID, BID_SIZE, ASK, ASK_SIZE, DAILY_CHANGE, DAILY_CHANGE_RELATIVE, LAST_PRICE, ...].
 BID, ASK, LAST_PRICE = 0, 2, 6
 _PAIR = re.compile(r"^t([A-Z0-9]{3,}):?([A-Z0-9]{3,})$")
-_NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
 _TRAILING_SEQ = re.compile(r",(\d+)\]$")
 
 # Info codes after which the venue expects a fresh connection and subscriptions: 20051 asks
@@ -81,7 +80,7 @@ class Bitfinex(FeedProtocol):
     def _ticker(self, symbol: str, values: list[Any], received_ms: int) -> Tick:
         if len(values) <= LAST_PRICE:
             raise MalformedFrame(f"ticker array of {len(values)} values")
-        bid, ask, price = (_number(values[i], name) for i, name in
+        bid, ask, price = (decimal_text(values[i], name) for i, name in
                            ((BID, "BID"), (ASK, "ASK"), (LAST_PRICE, "LAST_PRICE")))
         return Tick(self.name, symbol, received_ms, price=price, bid=bid, ask=ask,
                     received_ns=received_ms * 1_000_000)
@@ -183,13 +182,6 @@ def _int(value: Any, what: str) -> int:
     if isinstance(value, str) and value.isdigit():
         return int(value)
     raise MalformedFrame(f"{what}: expected an integer, got {value!r}")
-
-
-def _number(value: Any, what: str) -> str:
-    """A number's text as the frame carried it (parse_float/parse_int kept it a string)."""
-    if not isinstance(value, str) or not _NUMBER.match(value):
-        raise MalformedFrame(f"{what}: expected a number, got {value!r}")
-    return value
 
 
 def _refuse(message: str, code: int, **extra: Any) -> Verdict:

@@ -3,7 +3,8 @@
 Products are already normalised ``BASE-QUOTE``. A ticker frame carries the last trade price,
 the best bid and ask and the trade's own time; its ``trade_id`` goes up by one per trade of a
 product, so a jump is a gap (ticker updates may be batched during cascades, so some gaps are
-the venue's, not ours: they are counted all the same).
+the venue's, not ours: they are counted all the same). A heartbeat's ``last_trade_id`` is
+checked against the same counter, so missed tickers show before the next one arrives.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ class Coinbase(FeedProtocol):
         kind = msg.get("type")
         if kind == "ticker":
             return self._ticker(msg, received_ms)
-        if kind in ("heartbeat", "subscriptions"):
+        if kind == "heartbeat":
+            return self._heartbeat(msg)
+        if kind == "subscriptions":
             return Parsed(keepalive=True)
         if kind == "error":
             return Parsed(error=f"{msg.get('message')}: {msg.get('reason')}")
@@ -67,6 +70,20 @@ class Coinbase(FeedProtocol):
         if isinstance(trade_id, int) and not isinstance(trade_id, bool):
             tick.seq = trade_id
             missed = self._trade_ids.observe(symbol, trade_id)
+            if missed:
+                parsed.gaps.append((symbol, missed))
+        return parsed
+
+    def _heartbeat(self, msg: dict[str, Any]) -> Parsed:
+        """A heartbeat's ``last_trade_id`` reveals missed tickers before the next one comes
+        (and on a quiet product, when none comes). 0 is what the venue sometimes sends for
+        "unknown": it is no trade id."""
+        parsed = Parsed(keepalive=True)
+        trade_id, product = msg.get("last_trade_id"), msg.get("product_id")
+        if (isinstance(trade_id, int) and not isinstance(trade_id, bool) and trade_id > 0
+                and isinstance(product, str)):
+            symbol = self.symbol_of(product)
+            missed = self._trade_ids.observe_before(symbol, trade_id)
             if missed:
                 parsed.gaps.append((symbol, missed))
         return parsed

@@ -4,6 +4,7 @@ counting, and dictionary access that turns a missing field into :class:`Malforme
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +13,10 @@ from bcx.exchanges.base import MalformedFrame
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+# A plain decimal number, as venues write prices (and JSON numbers). Stricter than float(),
+# which also takes "NaN", "inf", "1_000" and surrounding blanks: stored verbatim, those
+# would poison every reader downstream.
+_DECIMAL = re.compile(r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
 
 
 def loads(raw: str, parse_float: Callable[[str], Any] | None = None,
@@ -35,10 +40,8 @@ def decimal_text(value: Any, what: str) -> str:
     """A price as the decimal string the venue sent; rejects what is not a number."""
     if not isinstance(value, str):
         raise MalformedFrame(f"{what}: expected a decimal string, got {value!r}")
-    try:
-        float(value)
-    except ValueError:
-        raise MalformedFrame(f"{what}: not a number: {value!r}") from None
+    if not _DECIMAL.fullmatch(value):
+        raise MalformedFrame(f"{what}: not a number: {value!r}")
     return value
 
 
@@ -78,3 +81,13 @@ class GapCounter:
             return 0
         self._last[key] = seq
         return 0 if last is None else seq - last - 1
+
+    def observe_before(self, key: Any, seq: int) -> int:
+        """``seq`` is known to exist but was not seen itself (a heartbeat's last trade id): the
+        ids below it not seen yet are missed; ``seq`` may still come, or is counted missed by
+        the next id after it."""
+        last = self._last.get(key)
+        if last is not None and seq - 1 <= last:
+            return 0
+        self._last[key] = seq - 1
+        return 0 if last is None else seq - 1 - last

@@ -7,6 +7,10 @@ the consumer first re-delivers its own pending entries (a crash between delivery
 then claims entries another consumer left pending for longer than ``claim_idle`` (a consumer
 that died), then reads new entries one at a time, so a warm shutdown never strands an entry
 in its pending list.
+
+The tracker's feed reports (``bcx.events.is_feed_report``) are acknowledged without being
+delivered or recorded: they are the input of ``feed_down`` rules, whose own events are the
+alerts, so a feed that goes down reaches the user once, not twice.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 import redis
 
 from bcx.config import ServerConfig
-from bcx.events import TriggerEvent
+from bcx.events import TriggerEvent, is_feed_report
 from bcx.heartbeat import Heartbeat
 from bcx.keys import Keys
 from bcx.lifecycle import Backoff
@@ -34,7 +38,7 @@ log = logging.getLogger(__name__)
 PENDING_BATCH = 50
 CLAIM_BATCH = 10
 # A consumer with nothing pending that has not read for this long is gone: remove it so the
-# group's consumer list (HOSTNAME-PID names by default) does not grow with every restart.
+# group's consumer list does not grow with every host (or consumer name) that ever served.
 FORGET_IDLE_S = 3600.0
 
 Entry = tuple[str, "dict[str, str] | None"]
@@ -185,6 +189,11 @@ class Consumer:
             self._commit(entry_id, lambda pipe: history.record_undecodable(
                 pipe, self.keys, fields=fields, entry=entry_id, consumer=self.name,
                 error=error, dead_letter_max=self.server.dead_letter_max))
+            return
+        if is_feed_report(event):
+            log.debug("event %s is the tracker's feed report, not an alert: acknowledged only",
+                      event.id)
+            self._commit(entry_id, lambda pipe: None)
             return
         outcomes = [self._deliver(notifier, event, payload) for notifier in self.notifiers]
         document = json.loads(payload)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import sys
 import threading
@@ -27,7 +26,10 @@ EXIT_CONFIG = 2
 
 
 def consumer_name(server: configmod.ServerConfig) -> str:
-    return server.consumer or f"{socket.gethostname()}-{os.getpid()}"
+    """The configured name, else the host name: stable across restarts, so a server that
+    crashed mid-delivery re-delivers its event in hand first, at once and in order, instead of
+    leaving it to be claimed ``claim_idle`` later by a differently named successor."""
+    return server.consumer or socket.gethostname()
 
 
 def run(config: configmod.Config) -> int:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import websocket
-from websocket import ABNF
+from websocket import ABNF, frame_buffer
 
 from bcx.config import TrackerConfig
 from bcx.events import FIRING, RESOLVED, TriggerEvent
@@ -35,17 +35,61 @@ LOG_EVERY = 1000
 READ_AHEAD = 65536
 # First header byte of a final, unfragmented text or binary frame without extensions.
 _WHOLE_DATA_FRAME = frozenset({0x81, 0x82})
+_DATA_OPCODES = frozenset({ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT})
+
+
+class OversizedFrame(Exception):
+    """A data message over ``max_frame_bytes``: read past and thrown away, never held."""
+
+    def __init__(self, size: int):
+        super().__init__(f"frame of {size} bytes is over max_frame_bytes")
+        self.size = size
+
+
+class _CappedFrames(frame_buffer):
+    """websocket-client's frame reader, except that a payload that would take the message
+    over ``limit`` bytes is read and discarded in chunks instead of being joined in memory:
+    a frame's length is whatever the server claims, up to 2**63."""
+
+    def __init__(self, recv: Callable[[int], bytes], skip_utf8_validation: bool, limit: int,
+                 held: Callable[[], int]):
+        super().__init__(recv, skip_utf8_validation)
+        self.limit = limit
+        self.held = held  # bytes of a fragmented message already joined
+        self.discarding = 0  # progress through the current discarded payload (reads time out)
+        self.discarded = 0  # bytes discarded from the message being read
+
+    def recv_strict(self, bufsize: int) -> bytes:
+        # Header, length and mask come first (``clear()`` resets them per frame); only a data
+        # frame's payload, read last, is ever discarded.
+        if (bufsize <= self.limit - self.held() or self.header is None or self.length is None
+                or self.mask_value is None or self.header[4] not in _DATA_OPCODES):
+            return super().recv_strict(bufsize)
+        while self.discarding < bufsize:
+            self.discarding += len(self.recv(min(READ_AHEAD, bufsize - self.discarding)))
+        self.discarding = 0
+        self.discarded += bufsize
+        return b""
 
 
 class BufferedWebSocket(websocket.WebSocket):
     """websocket-client reads each frame's header, length and payload with separate
     ``recv`` calls; reading ahead 64 KiB at a time makes that one system call per many small
-    frames (8.7 -> 3.8 us per Binance frame here; :meth:`next_frame` then takes 0.6 us)."""
+    frames (8.7 -> 3.8 us per Binance frame here; :meth:`next_frame` then takes 0.6 us).
+    Messages over ``max_frame_bytes`` are skipped without being held (:class:`OversizedFrame`).
+    """
 
-    def __init__(self, **options: object) -> None:
+    def __init__(self, max_frame_bytes: int, skip_utf8_validation: bool = True,
+                 **options: object) -> None:
         self._ahead = b""
         self._at = 0
-        super().__init__(**options)
+        super().__init__(skip_utf8_validation=skip_utf8_validation, **options)
+        self.frame_buffer = _CappedFrames(self._recv, skip_utf8_validation, max_frame_bytes,
+                                          self._joined)
+
+    def _joined(self) -> int:
+        data = self.cont_frame.cont_data
+        return len(data[1]) if data else 0
 
     def next_frame(self) -> tuple[int, bytes]:
         """(opcode, payload) of the next data, close, ping or pong frame. Whole unmasked
@@ -67,6 +111,10 @@ class BufferedWebSocket(websocket.WebSocket):
                 self._at = end
                 return ahead[at] & 0x0F, ahead[start:end]
         opcode, frame = self.recv_data_frame(control_frame=True)
+        if opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY) and self.frame_buffer.discarded:
+            size = self.frame_buffer.discarded + len(frame.data)
+            self.frame_buffer.discarded = 0
+            raise OversizedFrame(size)
         return opcode, frame.data
 
     def _recv(self, bufsize: int) -> bytes:
@@ -96,7 +144,7 @@ class Feed:
         self.stop_event = threading.Event()
         self.backoff = Backoff(config.backoff_initial, config.backoff_max)
         self.errors_this_connection = 0
-        self.got_frame = False
+        self.working = False
         self.thread = threading.Thread(target=self._run, name=f"feed-{exchange}", daemon=True)
 
     def start(self) -> None:
@@ -141,8 +189,11 @@ class Feed:
                 f"{self.exchange}: {stats.consecutive_failures} consecutive failed connections"
                 f" (last error: {stats.last_error})")))
 
-    def _healthy(self) -> None:
-        """The first frame of a connection: the feed works again."""
+    def _working(self) -> None:
+        """The connection delivers: the feed works again. Any frame is not proof enough: a
+        venue greets and refuses a subscription with frames too, and counting those would
+        reset the back-off on every attempt and never report the feed down."""
+        self.working = True
         stats = self.stats
         stats.consecutive_failures = 0
         if stats.feed_down:
@@ -158,13 +209,13 @@ class Feed:
 
     # ------------------------------------------------------------------ one connection
     def _session(self) -> bool:
-        """Connect, subscribe and read until the connection ends; True if it delivered at
-        least one frame (so the back-off starts over)."""
+        """Connect, subscribe and read until the connection ends; True if it worked (see
+        :meth:`_working`), so the back-off starts over."""
         protocol = self.protocol(self.symbols)
         url = protocol.connect_url(self.url)
         self.stats.url = url
         self.errors_this_connection = 0
-        ws = BufferedWebSocket(skip_utf8_validation=True, enable_multithread=False)
+        ws = BufferedWebSocket(self.config.max_frame_bytes, enable_multithread=False)
         try:
             ws.connect(url, timeout=max(1.0, protocol.subscribe_deadline))
             for frame in protocol.subscribe_frames():
@@ -174,7 +225,7 @@ class Feed:
             _close(ws)
             return False
         log.info("%s: connected to %s", self.exchange, url)
-        self.got_frame = False
+        self.working = False
         self.stats.connected = True
         self.stats.connected_since_ms = time.time_ns() // 1_000_000
         try:
@@ -184,13 +235,13 @@ class Feed:
         finally:
             self.stats.connected = False
             _close(ws)
-        return self.got_frame
+        return self.working
 
     def _read(self, ws: BufferedWebSocket, protocol: FeedProtocol) -> None:
         silence = self.config.silence_timeout
         ping_every = self.config.ping_interval
         stop = self.stop_event
-        last_data = last_ping = time.monotonic()
+        opened = last_data = last_ping = time.monotonic()
         # One fixed timeout: setting it per frame would cost a system call per frame.
         ws.sock.settimeout(min(POLL, silence, ping_every or POLL))
         while not stop.is_set():
@@ -198,21 +249,27 @@ class Feed:
                 opcode, data = ws.next_frame()
             except websocket.WebSocketTimeoutException:
                 opcode, data = None, b""
+            except OversizedFrame as exc:
+                opcode, data = ABNF.OPCODE_TEXT, None
+                self._count_frame()
+                self._parse_error(str(exc))
             now = time.monotonic()
             if opcode == ABNF.OPCODE_TEXT or opcode == ABNF.OPCODE_BINARY:
                 last_data = now
-                if not self.got_frame:
-                    self.got_frame = True
-                    self._healthy()
-                reconnect = self._frame(ws, protocol, opcode, data)
-                if reconnect:
-                    self._note_error(f"reconnecting as the venue asks: {reconnect}")
-                    return
+                if data is not None:
+                    reconnect = self._frame(ws, protocol, opcode, data)
+                    if reconnect:
+                        self._note_error(f"reconnecting as the venue asks: {reconnect}")
+                        return
+                if not self.working and now - opened >= silence:
+                    # Frames for a whole silence period and no tick (a quiet market with
+                    # heartbeats): alive all the same.
+                    self._working()
             elif opcode == ABNF.OPCODE_CLOSE:
                 self._note_error(f"closed by the server ({_close_reason(data)})")
                 return
-            elif opcode is None and now - last_data >= silence:
-                # Only data frames count: a server that answers pings but sends nothing is
+            elif now - last_data >= silence:
+                # Only data frames count: a server that answers or sends pings but no data is
                 # exactly the stall this watchdog exists for.
                 self.stats.silences += 1
                 self._note_error(f"silent for {silence:g}s")
@@ -225,10 +282,8 @@ class Feed:
     def _frame(self, ws: BufferedWebSocket, protocol: FeedProtocol, opcode: int,
                data: bytes) -> str | None:
         """Handle one data frame; returns why to reconnect when the venue asks for it."""
-        received_ns = time.time_ns()
+        received_ns = self._count_frame()
         stats = self.stats
-        stats.frames += 1
-        stats.last_frame_ms = received_ns // 1_000_000
         if opcode == ABNF.OPCODE_BINARY:
             self._parse_error(f"binary frame of {len(data)} bytes")
             return None
@@ -250,6 +305,8 @@ class Feed:
                 tick.received_ns = received_ns
             stats.ticks += len(ticks)
             self.writer.submit(ticks)
+            if not self.working:
+                self._working()
         if parsed.gaps:
             stats.add_gaps(parsed.gaps)
         if parsed.replies:
@@ -259,6 +316,13 @@ class Feed:
             stats.venue_errors += 1
             self._note_error(f"venue error: {parsed.error}")
         return parsed.reconnect
+
+    def _count_frame(self) -> int:
+        """Count a data frame; returns its receipt time in ns."""
+        received_ns = time.time_ns()
+        self.stats.frames += 1
+        self.stats.last_frame_ms = received_ns // 1_000_000
+        return received_ns
 
     def _parse_error(self, what: str) -> None:
         self.stats.parse_errors += 1

@@ -216,15 +216,20 @@ class Writer:
                 pipe.hset(self.keys.tracker_stats(feed.exchange), mapping=feed.as_hash())
                 for symbol, missed in deltas.items():
                     pipe.hincrby(self.keys.gaps(feed.exchange), symbol, missed)
-            pipe.execute()
+            try:
+                pipe.execute()
+            except (redis.RedisError, OSError):
+                # Only deltas not yet counted go back: returned after a later failure
+                # (the events, the heartbeat) they would be counted twice.
+                for feed, deltas in gaps:
+                    feed.return_gaps(deltas)
+                raise
             while self.events:
                 publish(self.connection, self.keys, self.events[0], self.stream_maxlen)
                 self.events.popleft()
             if not self.stopping.is_set():
                 self.heartbeat.beat(**self._heartbeat_info())
         except (redis.RedisError, OSError) as exc:
-            for feed, deltas in gaps:
-                feed.return_gaps(deltas)
             log.debug("stats not written: %s", exc)
             return
         self.window.reset()

@@ -4,7 +4,9 @@ A partition holds every field of one series for one UTC hour, one point a row
 (``time_ms,time,field,value``, the value as the exchange's decimal string), sorted by time.
 Writing is idempotent: a partition is rewritten as the union of what it held and the new
 points, into a temporary file that is renamed over it, so archiving the same points twice (after
-a crash between archive and trim) duplicates nothing and a crash mid-write loses nothing.
+a crash between archive and trim) duplicates nothing and a crash mid-write loses nothing. The
+file and then its directory are fsynced before ``write`` returns: the trim that follows deletes
+the points from Redis, so the rename must survive a power cut too.
 """
 
 from __future__ import annotations
@@ -71,3 +73,8 @@ def _replace(path: Path, rows: list[Row]) -> None:
     except BaseException:
         os.unlink(temporary)
         raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

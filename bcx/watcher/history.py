@@ -12,7 +12,8 @@ data that arrived since the last one, not to the history:
   one is built from that roll-up's candles (an hour is 60 one-minute candles), so it never
   re-reads an hour of raw ticks.
 * Without a watermark (first pass) the whole source is read, in pages that end on bucket
-  boundaries, and the watermark is written with the last page.
+  boundaries. Each page moves the watermark forward to its end, so a first pass over a large
+  history that is interrupted (a crash, a restart) resumes where it stopped.
 * Each trim records its cutoff in the same hash (``trimmed:<field>[:<interval>]``); a bucket
   the cutoff falls in is never rebuilt from the part of its source that is left.
 
@@ -22,12 +23,15 @@ Trimming deletes raw points older than ``raw_retention`` and candles whose bucke
 the roll-up's retention. With an :class:`~bcx.watcher.archive.Archive` the raw points are read,
 archived and only then removed (by exact member), a page at a time: a crash between the two
 leaves the points in Redis, and archiving them again is idempotent.
+
+Both passes call ``progress()`` after every page, so the caller can show it is alive while a
+long pass runs (the watcher beats its heartbeat from it).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 
 import redis
@@ -102,13 +106,15 @@ class HistoryManager:
     series, at an instant the caller supplies (the clock is injected by the thread loop)."""
 
     def __init__(self, connection: redis.Redis, keys: Keys, config: WatcherConfig,
-                 archive: Archive | None = None, page: int = PAGE):
+                 archive: Archive | None = None, page: int = PAGE,
+                 progress: Callable[[], None] | None = None):
         self.connection = connection
         self.keys = keys
         self.config = config
         self.store = Store(connection, keys)
         self.archive = archive
         self.page = page
+        self.progress = progress or (lambda: None)
         self.intervals = [int(interval) for interval, _ in config.rollups]
 
     # ------------------------------------------------------------------ roll-ups
@@ -161,8 +167,14 @@ class HistoryManager:
             if page_end is None:
                 pipe.hset(self.keys.watermark(exchange, symbol),
                           watermark_field(field, interval), max(new_mark, start))
+            elif mark is None or page_end + step > mark:
+                # Every bucket before the next page is complete: a pass stopped here resumes
+                # from it instead of reading the whole history again.
+                pipe.hset(self.keys.watermark(exchange, symbol),
+                          watermark_field(field, interval), page_end + step)
             pipe.execute()
             written += len(candles)
+            self.progress()
         return written
 
     def _pages(self, key: str, source: int | None, start_ms: int, step: int
@@ -209,6 +221,7 @@ class HistoryManager:
                         f"({cutoff / 1000!r}")
                     cutoffs[trimmed_field(field, int(interval))] = cutoff
             self.connection.hset(self.keys.watermark(exchange, symbol), mapping=cutoffs)
+            self.progress()
         return removed
 
     def trim_raw(self, exchange: str, symbol: str, field: str, cutoff_ms: int) -> int:
@@ -227,6 +240,7 @@ class HistoryManager:
             # Remove exactly what was archived: a point that arrived meanwhile waits for the
             # next page or pass instead of being deleted unarchived.
             removed += self.connection.zrem(key, *members)
+            self.progress()
 
 
 def trimmed_field(field: str, interval: int | None) -> str:

@@ -7,25 +7,30 @@ kind's condition is (a rule whose data is missing is not evaluated):
 * ``cross_up`` / ``cross_down``: the value moved from at-or-below (at-or-above) the threshold to
   above (below) it. A rule only arms once it has seen a value on the near side, so a series
   that starts above the level does not count as crossing up; it resolves on the way back.
-* ``change_pct``: the % change of the field between its latest value and its value ``window``
-  before that (the last point at or before, on the series' own clock). A positive threshold
-  fires on rises of at least that much, a negative one on falls of at least that much.
+* ``change_pct``: the % change of the field over the ``window`` that ends now: its latest
+  value against its value ``window`` ago (the last point at or before then). A series that
+  has not moved for a window has not changed, so a rule does not stay firing on an old move
+  because the series went quiet. A positive threshold fires on rises of at least that much, a
+  negative one on falls of at least that much.
 * ``spread``: ``ask - bid`` above ``threshold``, absolute or (``spread_mode = pct``) as % of
   the mid price.
 * ``stale``: no tick of the series for more than ``threshold`` seconds, counting from the
-  latest tick's time, the moment this watcher last saw one, or its start, whichever is newest.
+  latest tick's time, the moment this watcher last saw one, or its start, whichever is newest
+  (the start only delays a new firing, so a restart does not resolve a series still stale).
 * ``feed_down``: the tracker publishes ``TriggerEvent(kind="feed_down",
   rule="feed_down:<exchange>")`` firing when a feed is down and resolved when it is back. A
   ``feed_down`` rule watches the exchange of its ``series`` or, with no series, every exchange
   (one instance per exchange); it holds while the tracker says the feed is down. The tracker's
   own events are read live from ``keys.events_channel`` and, at start, from the event stream.
+  Those reports are not delivered as alerts (``bcx.events``): the rule's events are.
 
 Ticks arrive as the tracker's batches on ``keys.ticks_channel``; only the rules of the series in
 a batch are evaluated, above/below/cross on every value in order so a crossing inside one batch
 counts. ``periodic()`` evaluates every rule from Redis, for time-based conditions (``stale``,
 ``for``, cooldowns). Events (``rule`` = the rule id) go out through ``bcx.events.publish``
 before the state that records them is saved: a crash in between may repeat an event, never
-lose one.
+lose one. The states of rules that no longer exist (deleted, removed from bcx.conf, disabled)
+are dropped at each reload, so a rule added again later starts afresh.
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from threading import Event
 from typing import Any
@@ -49,13 +53,12 @@ from bcx.rulebook import Rule, all_rules
 from bcx.store import Store
 from bcx.ticks import parse_member
 from bcx.timeutil import now_ms
-from bcx.watcher.state import Instance, RuleState
+from bcx.watcher.state import FIRING_STATE, Instance, RuleState
 
 log = logging.getLogger(__name__)
 
 VALUE_KINDS = ("above", "below", "cross_up", "cross_down")
-FEED_DOWN = "feed_down"
-TRACKER_RULE_PREFIX = "feed_down:"
+FEED_DOWN = events.FEED_DOWN
 STREAM_LOOKBACK = 2000  # tracker events read back at start to learn which feeds are down
 RELOAD_EVERY = 60  # periodic passes between rule reloads, in case a change notice was missed
 
@@ -79,9 +82,9 @@ class RuleEngine:
     # ------------------------------------------------------------------ set-up
     def start(self) -> None:
         """Load rules, their saved states and the tracker's feed status."""
-        self.reload()
         saved = self.connection.hgetall(self.keys.rules_state)
         self.states = {rule_id: RuleState.from_json(text) for rule_id, text in saved.items()}
+        self.reload()
         for _, fields in reversed(self.connection.xrevrange(self.keys.events_stream,
                                                             count=STREAM_LOOKBACK)):
             self._note_tracker_event(fields.get("event", ""))
@@ -94,6 +97,12 @@ class RuleEngine:
             if rule.spec.kind != FEED_DOWN:
                 index[rule.spec.series].append(rule)
         self.by_series = dict(index)
+        live = {rule.id for rule in self.rules}
+        gone = [rule_id for rule_id in self.states if rule_id not in live]
+        for rule_id in gone:
+            del self.states[rule_id]
+        if gone:
+            self.connection.hdel(self.keys.rules_state, *gone)
         log.info("watching %d enabled rules", len(self.rules))
 
     # ------------------------------------------------------------------ inputs
@@ -128,9 +137,9 @@ class RuleEngine:
             event = TriggerEvent.from_json(payload)
         except (ValueError, TypeError):
             return False
-        if event.kind != FEED_DOWN or not str(event.rule).startswith(TRACKER_RULE_PREFIX):
+        if not events.is_feed_report(event):
             return False  # not the tracker's (our own feed_down events carry a rule id)
-        self.feeds[event.rule[len(TRACKER_RULE_PREFIX):]] = event.state == events.FIRING
+        self.feeds[event.rule[len(events.FEED_REPORT_PREFIX):]] = event.state == events.FIRING
         return True
 
     # ------------------------------------------------------------------ evaluation
@@ -138,13 +147,19 @@ class RuleEngine:
                   observed: dict[str, list[dict[str, Any]]] | None = None) -> int:
         if not rules:
             return 0
-        latest, references = self._snapshot(rules, observed)
+        latest, references = self._snapshot(rules, observed, now)
         out: list[TriggerEvent] = []
         dirty: set[str] = set()
         for rule in rules:
             state = self.states.setdefault(rule.id, RuleState())
             before = state.to_json()
-            for key, value in self._observations(rule, latest, references, observed, now):
+            try:
+                observations = self._observations(rule, latest, references, observed, now)
+            except (ArithmeticError, ValueError):
+                # A value Redis holds that is no number must not stop every other rule.
+                log.warning("rule %s: cannot read the values of %s", rule.id, rule.spec.series)
+                continue
+            for key, value in observations:
                 instance = state.instance(key)
                 try:
                     holds = _holds(rule, instance, value)
@@ -167,8 +182,8 @@ class RuleEngine:
                                           for rule_id in dirty})
         return len(out)
 
-    def _snapshot(self, rules: list[Rule], observed: dict[str, list[dict[str, Any]]] | None
-                  ) -> tuple[dict[str, dict[str, Any]], dict[str, str | None]]:
+    def _snapshot(self, rules: list[Rule], observed: dict[str, list[dict[str, Any]]] | None,
+                  now: int) -> tuple[dict[str, dict[str, Any]], dict[str, str | None]]:
         """Latest values of the series the rules need from Redis, and change_pct references."""
         needed = sorted({rule.spec.series for rule in rules if rule.spec.kind != FEED_DOWN
                          and (observed is None or rule.spec.kind not in VALUE_KINDS)})
@@ -180,7 +195,7 @@ class RuleEngine:
             row = latest.get(rule.spec.series, {})
             if rule.spec.kind != "change_pct" or f"{rule.spec.field}_ms" not in row:
                 continue
-            reference_ms = row[f"{rule.spec.field}_ms"] - int(rule.spec.window * 1000)
+            reference_ms = now - int(rule.spec.window * 1000)
             exchange, symbol = split_series_id(rule.spec.series)
             pipe.zrevrangebyscore(self.keys.raw(exchange, symbol, rule.spec.field),
                                   reference_ms / 1000, "-inf", start=0, num=1)
@@ -193,7 +208,7 @@ class RuleEngine:
     def _observations(self, rule: Rule, latest: dict[str, dict[str, Any]],
                       references: dict[str, str | None],
                       observed: dict[str, list[dict[str, Any]]] | None, now: int
-                      ) -> Iterable[tuple[str, Any]]:
+                      ) -> list[tuple[str, Any]]:
         """(instance key, observed quantity) pairs to feed the rule's instances, in order."""
         spec = rule.spec
         if spec.kind == FEED_DOWN:
@@ -221,7 +236,12 @@ class RuleEngine:
                 return [(spec.series, ask - bid)]
             mid = (ask + bid) / 2
             return [(spec.series, (ask - bid) / mid * 100)] if mid > 0 else []
-        last = max(int(row.get("time", 0)), self.last_seen.get(spec.series, 0), self.started_ms)
+        last = max(int(row.get("time", 0)), self.last_seen.get(spec.series, 0))
+        instance = self.states[rule.id].instances.get(spec.series)
+        if instance is None or instance.state != FIRING_STATE:
+            # The start is a grace (the tracker may still be connecting) for a new firing; it
+            # must not resolve a series that was stale before a restart and still is.
+            last = max(last, self.started_ms)
         return [(spec.series, (now - last) / 1000)]  # stale
 
 

@@ -78,10 +78,12 @@ class Watcher:
         self.stop = threading.Event()
         settings = config.watcher
         archive = Archive(settings.archive_dir) if settings.archive else None
-        self.history = HistoryManager(connection, self.keys, settings, archive)
-        self.engine = RuleEngine(connection, self.keys, config, started_ms=clock())
         self.heartbeats = {name: Heartbeat(connection, self.keys, name, settings.heartbeat_ttl)
                            for name in (HISTORY, RULES)}
+        self._next_history_beat = 0.0
+        self.history = HistoryManager(connection, self.keys, settings, archive,
+                                      progress=self.history_progress)
+        self.engine = RuleEngine(connection, self.keys, config, started_ms=clock())
         self.threads = [
             Supervised(HISTORY, self.history_loop, self.stop, settings.restart_backoff_max),
             Supervised(RULES, self.rules_loop, self.stop, settings.restart_backoff_max),
@@ -104,7 +106,9 @@ class Watcher:
     def history_loop(self, stop: threading.Event) -> None:
         """Roll-ups and trimming as apscheduler interval jobs on one worker, so passes never
         overlap. A job that raises ends this loop with that error, and ``Supervised``
-        restarts it with back-off; the heartbeat starts after the first good roll-up pass."""
+        restarts it with back-off. The heartbeat starts with the first page a roll-up pass
+        writes: it is beaten from inside the passes (``history_progress``), since a first pass
+        over a large history can outlast the heartbeat's TTL, and by a job between passes."""
         settings = self.config.watcher
         failures: list[BaseException] = []
         scheduler = BackgroundScheduler(
@@ -115,16 +119,20 @@ class Watcher:
         def failed(event: JobExecutionEvent) -> None:
             failures.append(event.exception)
 
+        passed = threading.Event()  # a roll-up pass completed since this loop started
+
         def beat() -> None:
-            self.heartbeats[HISTORY].beat()
+            if passed.is_set():
+                self.heartbeats[HISTORY].beat()
 
         def rollup() -> None:
             candles = self.history.rollup_pass(self.clock())
             log.debug("roll-up pass wrote %d candles", candles)
-            if scheduler.get_job("heartbeat") is None:
+            if not passed.is_set():
+                # No scheduler call in here: shutdown() holds the job store lock while it
+                # waits for the running job, so a job that takes that lock never finishes.
+                passed.set()
                 beat()
-                scheduler.add_job(beat, "interval", id="heartbeat",
-                                  seconds=settings.heartbeat_ttl / 3)
 
         def trim() -> None:
             removed = self.history.trim_pass(self.clock())
@@ -137,6 +145,7 @@ class Watcher:
                           next_run_time=start)
         scheduler.add_job(trim, "interval", id="trim", seconds=settings.trim_every,
                           next_run_time=start)
+        scheduler.add_job(beat, "interval", id="heartbeat", seconds=settings.heartbeat_ttl / 3)
         scheduler.start()
         try:
             while not failures and not stop.wait(0.1):
@@ -145,6 +154,13 @@ class Watcher:
             scheduler.shutdown(wait=True)
         if failures:
             raise RuntimeError("a history job failed") from failures[0]
+
+    def history_progress(self) -> None:
+        """Called by the history passes after each page (on the scheduler's one worker)."""
+        now = time.monotonic()
+        if now >= self._next_history_beat:
+            self.heartbeats[HISTORY].beat()
+            self._next_history_beat = now + self.config.watcher.heartbeat_ttl / 3
 
     def rules_loop(self, stop: threading.Event) -> None:
         watch(self.engine, stop, self.heartbeats[RULES], self.config.watcher.rule_interval,

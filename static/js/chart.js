@@ -20,6 +20,9 @@
   let mode = "raw";
   let compared = null;   // series id shown on the second axis
   let loading = 0;       // drops answers that a newer range request has superseded
+  let candleWidth = null;  // ms, while candles are shown: live ticks fold into their bucket
+  let lastCandle = null;   // [start, open, high, low, close] of the newest candle drawn
+  let lastBandTime = null; // time of the newest band point drawn
 
   const path = (series) => {
     const [ex, sym] = BCX.splitSeries(series);
@@ -82,6 +85,9 @@
 
   function showRange(range) {
     mode = range.mode;
+    candleWidth = range.mode === "candles" ? range.interval * 1000 : null;
+    lastCandle = range.candles.length ? [...range.candles[range.candles.length - 1]] : null;
+    lastBandTime = range.band.length ? range.band[range.band.length - 1][0] : null;
     chart.get("price").setData(range.mode === "raw" ? range.price : [], false, false, false);
     chart.get("candles").setData(range.candles, false, false, false);
     chart.get("band").setData(range.band, false, false, false);
@@ -208,6 +214,7 @@
         && latest.bid !== null && latest.ask !== null) {
       chart.get("band").addPoint([item.time, Number(latest.bid), Number(latest.ask)], false);
     }
+    if (mode === "candles") foldIntoCandles(item);
     if (wasLive) {
       const { min, max } = chart.xAxis[0].getExtremes();
       if (max !== undefined && item.time > max) {
@@ -215,6 +222,31 @@
       }
     }
     chart.redraw();
+  }
+
+  /** Candle mode: a live tick moves the newest candle (and band point) of its bucket, or
+      opens the next one; a tick older than the newest candle is left to the next fetch. */
+  function foldIntoCandles(item) {
+    const start = Math.floor(item.time / candleWidth) * candleWidth;
+    if (item.price !== undefined && (lastCandle === null || start >= lastCandle[0])) {
+      const p = Number(item.price);
+      const same = lastCandle !== null && lastCandle[0] === start;
+      lastCandle = same ? [start, lastCandle[1], Math.max(lastCandle[2], p),
+        Math.min(lastCandle[3], p), p] : [start, p, p, p, p];
+      putNewest(chart.get("candles"), [...lastCandle], same);
+    }
+    if ((item.bid !== undefined || item.ask !== undefined) && latest.bid !== null
+        && latest.ask !== null && (lastBandTime === null || start >= lastBandTime)) {
+      putNewest(chart.get("band"), [start, Number(latest.bid), Number(latest.ask)],
+        lastBandTime === start);
+      lastBandTime = start;
+    }
+  }
+
+  /** Appends `row`, first removing the series' newest point when `replace` (same bucket). */
+  function putNewest(series, row, replace) {
+    if (replace) series.removePoint(series.options.data.length - 1, false);
+    series.addPoint(row, false);
   }
 
   function showLast() {
