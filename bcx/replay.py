@@ -260,6 +260,8 @@ class ReplayServer:
             await ws.wait_closed()
         except ConnectionClosed:
             pass
+        except ConnectionError as exc:  # the client reset the connection mid-send
+            log.info("connection %d dropped by the client: %s", number, exc)
         finally:
             reader.cancel()
             log.info("connection %d closed", number)
