@@ -15,7 +15,8 @@ import redis
 from bcx.keys import Keys, series_id
 from bcx.query import QueryError, num
 from bcx.rollups import Candle, read_candles, watermark_field
-from bcx.store import Store, score
+from bcx.store import Store
+from bcx.ticks import score
 
 MAX_CANDLES = 10_000
 # Raw points one candle request may fold in; past this the interval must match a roll-up.

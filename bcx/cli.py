@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from bcx import config as configmod
+from bcx.timeutil import parse_duration, parse_instant
 
 EXIT_CONFIG = 2
 
@@ -75,26 +76,22 @@ def config_sample() -> None:
     click.echo(sample_config(), nl=False)
 
 
-def _duration_arg(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    from bcx.timeutil import parse_duration
+def _parsed(parse: Callable[[str], Any], expected: str) -> Callable[..., Any]:
+    """A click callback that parses an option with ``parse`` and says what was expected."""
 
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError:
-        raise click.BadParameter("expected a duration such as 500ms, 30s or 2m") from None
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError:
+            raise click.BadParameter(f"expected {expected}") from None
+
+    return callback
 
 
-def _instant_arg(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    from bcx.timeutil import parse_instant
-
-    if value is None:
-        return None
-    try:
-        return parse_instant(value)
-    except ValueError:
-        raise click.BadParameter("expected epoch seconds, epoch milliseconds or ISO-8601") from None
+_duration_arg = _parsed(parse_duration, "a duration such as 500ms, 30s or 2m")
+_instant_arg = _parsed(parse_instant, "epoch seconds, epoch milliseconds or ISO-8601")
 
 
 @main.command()

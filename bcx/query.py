@@ -12,7 +12,7 @@ from typing import Any
 import redis
 
 from bcx import heartbeat
-from bcx.keys import Keys, series_id
+from bcx.keys import Keys, series_id, split_series_id
 from bcx.store import Store
 
 FIELDS = ("price", "bid", "ask")
@@ -113,7 +113,7 @@ def health(connection: redis.Redis, keys: Keys, store: Store, now_ms: int,
               for item in overview(store, now_ms, stale_after_s)]
     healthy = (all(item["up"] for item in components.values())
                and not any(item["stale"] for item in series))
-    names = sorted(set(exchanges) | {item["series"].partition(":")[0] for item in series})
+    names = sorted(set(exchanges) | {split_series_id(item["series"])[0] for item in series})
     return {"healthy": healthy, "redis": "up", "stale_after_s": stale_after_s,
             "components": components, "series": series,
             "exchanges": tracker_stats(connection, keys, names)}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import redis
 
 from bcx.keys import Keys
+from bcx.ticks import score
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,8 @@ def read_candles(connection: redis.Redis, keys: Keys, exchange: str, symbol: str
                  interval_s: int, start_ms: int | None = None, end_ms: int | None = None,
                  limit: int | None = None) -> list[Candle]:
     """Buckets whose start lies in ``[start_ms, end_ms]``, oldest first."""
-    low = "-inf" if start_ms is None else start_ms / 1000
-    high = "+inf" if end_ms is None else end_ms / 1000
+    low = "-inf" if start_ms is None else score(start_ms)
+    high = "+inf" if end_ms is None else score(end_ms)
     paging = {"start": 0, "num": limit} if limit is not None else {}
     found = connection.zrangebyscore(keys.rollup(exchange, symbol, field, interval_s), low,
                                      high, **paging)

@@ -14,13 +14,9 @@ from typing import Any
 import redis
 
 from bcx.keys import Keys, series_id, split_series_id
-from bcx.ticks import Point, Tick, member, parse_member
+from bcx.ticks import Point, Tick, before, member, parse_member, score
 
 FIELDS = ("price", "bid", "ask")
-
-
-def score(ms: int) -> float:
-    return ms / 1000
 
 
 class Store:
@@ -121,7 +117,7 @@ class Store:
     def trim(self, exchange: str, symbol: str, field: str, cutoff_ms: int) -> int:
         """Delete the points older than ``cutoff_ms``; returns how many went."""
         return self.connection.zremrangebyscore(self.keys.raw(exchange, symbol, field), "-inf",
-                                                f"({score(cutoff_ms)!r}")
+                                                before(cutoff_ms))
 
 
 def _decode_latest(found: dict[str, str]) -> dict[str, Any] | None:

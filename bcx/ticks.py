@@ -44,6 +44,16 @@ def member(ms: int, value: str) -> str:
     return f"{ms}:{value}"
 
 
+def score(ms: int) -> float:
+    """The sorted-set score of an event time: epoch seconds, millisecond precision."""
+    return ms / 1000
+
+
+def before(ms: int) -> str:
+    """The ZRANGEBYSCORE/ZREMRANGEBYSCORE bound "every score earlier than ``ms``"."""
+    return f"({score(ms)!r}"
+
+
 def parse_member(text: str) -> Point:
     ms, _, value = text.partition(":")
     return int(ms), value

@@ -30,8 +30,8 @@ from common import ROOT, private_redis
 
 from bcx.keys import Keys
 from bcx.rollups import Candle, watermark_field
-from bcx.store import Store, score
-from bcx.ticks import Tick
+from bcx.store import Store
+from bcx.ticks import Tick, score
 from tests.support import free_port, wait_for
 
 DAY_MS = 86_400_000

@@ -23,6 +23,7 @@ from bcx.store import Store
 from bcx.ticks import Tick
 from bcx.timeutil import parse_instant
 from tests.conftest import DATA
+from tests.support import recv_frames
 
 TOKEN = "s3cret-token"
 RECORDING = DATA / "coinbase_ticker.session.jsonl"
@@ -39,11 +40,8 @@ def coinbase_ticks() -> list[Tick]:
     """The ticker frames of the recorded Coinbase session as ticks (price, best bid/ask at
     the exchange's own time), without depending on the tracker's adapter."""
     ticks = []
-    for line in RECORDING.read_text().splitlines():
-        record = json.loads(line)
-        if record["dir"] != "recv":
-            continue
-        frame = json.loads(record["raw"])
+    for _, raw in recv_frames(RECORDING):
+        frame = json.loads(raw)
         if frame.get("type") == "ticker":
             ticks.append(Tick("coinbase", frame["product_id"], parse_instant(frame["time"]),
                               frame["price"], frame["best_bid"], frame["best_ask"],

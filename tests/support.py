@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -9,11 +10,23 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 
 T = TypeVar("T")
+
+
+def session_entries(path: Path) -> list[dict[str, Any]]:
+    """The lines of a recorded session (``*.session.jsonl``): connect, send and recv entries."""
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def recv_frames(path: Path) -> list[tuple[int, str]]:
+    """(recorded receive time in ms, raw text) of every frame the venue sent."""
+    return [(int(entry["ts"] * 1000), entry["raw"]) for entry in session_entries(path)
+            if entry["dir"] == "recv"]
 
 
 def free_port() -> int:

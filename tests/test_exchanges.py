@@ -19,6 +19,7 @@ from bcx.exchanges.binance import Binance
 from bcx.exchanges.bitfinex import Bitfinex
 from bcx.exchanges.coinbase import Coinbase
 from bcx.exchanges.kraken import Kraken
+from tests import support
 
 DATA = Path(__file__).parent / "data"
 
@@ -44,12 +45,7 @@ SESSIONS = {"coinbase_ticker": "coinbase", "binance_bookticker": "binance",
 
 def recv_frames(session: str) -> list[tuple[int, str]]:
     """(recorded receive ms, raw text) of every frame the venue sent."""
-    out = []
-    for line in (DATA / f"{session}.session.jsonl").read_text().splitlines():
-        entry = json.loads(line)
-        if entry["dir"] == "recv":
-            out.append((int(entry["ts"] * 1000), entry["raw"]))
-    return out
+    return support.recv_frames(DATA / f"{session}.session.jsonl")
 
 
 def parse_all(session: str) -> tuple[list[Parsed], list[tuple[int, str]]]:

@@ -21,14 +21,13 @@ from werkzeug.serving import make_server
 
 from bcx import config as configmod
 from bcx import events
-from bcx.exchanges import get as adapter
 from bcx.heartbeat import Heartbeat
 from bcx.keys import Keys
 from bcx.server.history import record
 from bcx.store import Store
 from bcx.ticks import Tick
 from bcx.timeutil import now_ms
-from tests.conftest import DATA
+from tests.api_support import coinbase_ticks
 from tests.support import RedisServer, free_port
 from web import create_app
 
@@ -37,17 +36,6 @@ pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 DEADLINE_MS = 10_000
-
-
-def coinbase_ticks() -> list[Tick]:
-    """The ticker frames of the Coinbase recording, through the Coinbase adapter."""
-    protocol = adapter("coinbase")(())
-    ticks: list[Tick] = []
-    for line in (DATA / "coinbase_ticker.session.jsonl").read_text().splitlines():
-        entry = json.loads(line)
-        if entry["dir"] == "recv":
-            ticks.extend(protocol.parse(entry["raw"], int(entry["ts"] * 1000)).ticks)
-    return ticks
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 import websocket
 
 from bcx.replay import ReplayServer, load_session
-from tests.support import wait_for
+from tests.support import session_entries, wait_for
 
 DATA = Path(__file__).parent / "data"
 SESSIONS = ["coinbase_ticker", "binance_bookticker", "bitfinex_ticker", "kraken_ticker",
@@ -24,8 +24,7 @@ SESSIONS = ["coinbase_ticker", "binance_bookticker", "bitfinex_ticker", "kraken_
 def recorded(session: str) -> tuple[str, list[str], list[str]]:
     """(request path, frames the client sent, frames the venue sent) of a recording."""
     path, sends, recvs = "/", [], []
-    for line in (DATA / f"{session}.session.jsonl").read_text().splitlines():
-        entry = json.loads(line)
+    for entry in session_entries(DATA / f"{session}.session.jsonl"):
         if entry["dir"] == "connect":
             parts = urlsplit(entry["url"])
             path = parts.path + (f"?{parts.query}" if parts.query else "") or "/"

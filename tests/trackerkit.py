@@ -15,6 +15,7 @@ from typing import Any
 from websockets.sync.server import Server, ServerConnection, serve
 
 from bcx import config as configmod
+from tests.support import recv_frames
 
 DATA = Path(__file__).parent / "data"
 COINBASE = DATA / "coinbase_ticker.session.jsonl"
@@ -86,13 +87,7 @@ def scripted(script: Script) -> Iterator[ScriptedServer]:
 
 def session_frames(name: str) -> list[str]:
     """The frames a recorded session's server sent, in order."""
-    frames = []
-    with open(DATA / f"{name}.session.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            entry = json.loads(line)
-            if entry["dir"] == "recv":
-                frames.append(entry["raw"])
-    return frames
+    return [raw for _, raw in recv_frames(DATA / f"{name}.session.jsonl")]
 
 
 def expected_updates(name: str) -> list[tuple[str, str, str, int | None]]:

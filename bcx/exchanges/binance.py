@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from bcx.exchanges.base import FeedProtocol, MalformedFrame, Parsed, Rewrite, Verdict
-from bcx.exchanges.common import GapCounter, decimal_text, field, loads
+from bcx.exchanges.common import GapCounter, decimal_text, field, loads, request
 from bcx.ticks import Tick
 
 STREAMS = ("bookTicker", "trade")
@@ -135,11 +135,8 @@ class Binance(FeedProtocol):
 
     @classmethod
     def answer(cls, raw: str, known: frozenset[str] | None = None) -> Verdict:
-        try:
-            msg = json.loads(raw)
-        except ValueError:
-            return _refuse(3, "Invalid JSON: expected a request object", None)
-        if not isinstance(msg, dict):
+        msg = request(raw)
+        if msg is None:
             return _refuse(3, "Invalid JSON: expected a request object", None)
         request_id = msg.get("id")
         method, params = msg.get("method"), msg.get("params", [])

@@ -19,7 +19,7 @@ import time
 from typing import Any, ClassVar
 
 from bcx.exchanges.base import ANY_SYMBOL, FeedProtocol, MalformedFrame, Parsed, Rewrite, Verdict
-from bcx.exchanges.common import GapCounter, decimal_text, loads
+from bcx.exchanges.common import GapCounter, decimal_text, loads, request
 from bcx.ticks import Tick
 
 SEQ_ALL = 65536
@@ -141,11 +141,8 @@ class Bitfinex(FeedProtocol):
 
     @classmethod
     def answer(cls, raw: str, known: frozenset[str] | None = None) -> Verdict:
-        try:
-            msg = json.loads(raw)
-        except ValueError:
-            return _refuse("invalid JSON", 10000)
-        if not isinstance(msg, dict):
+        msg = request(raw)
+        if msg is None:
             return _refuse("invalid request", 10000)
         event = msg.get("event")
         if event == "ping":

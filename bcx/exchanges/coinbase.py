@@ -14,7 +14,15 @@ import re
 from typing import Any, ClassVar
 
 from bcx.exchanges.base import FeedProtocol, MalformedFrame, Parsed, Rewrite, Verdict
-from bcx.exchanges.common import GapCounter, decimal_text, field, iso_to_ms, loads, ms_to_iso
+from bcx.exchanges.common import (
+    GapCounter,
+    decimal_text,
+    field,
+    iso_to_ms,
+    loads,
+    ms_to_iso,
+    request,
+)
 from bcx.ticks import Tick
 
 CHANNELS = ("ticker", "heartbeat")
@@ -103,11 +111,10 @@ class Coinbase(FeedProtocol):
 
     @classmethod
     def answer(cls, raw: str, known: frozenset[str] | None = None) -> Verdict:
-        try:
-            msg = json.loads(raw)
-        except ValueError:
+        msg = request(raw)
+        if msg is None:
             return _refuse("Malformed JSON", "The message is not valid JSON")
-        if not isinstance(msg, dict) or msg.get("type") not in ("subscribe", "unsubscribe"):
+        if msg.get("type") not in ("subscribe", "unsubscribe"):
             return _refuse("Failed to subscribe", "Type has to be either subscribe or unsubscribe")
         if msg["type"] == "unsubscribe":
             return Verdict()

@@ -19,6 +19,16 @@ _MS = timedelta(milliseconds=1)
 _DECIMAL = re.compile(r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
 
 
+def request(raw: str) -> dict[str, Any] | None:
+    """A client's frame, as the replay server reads it: the JSON object, or None when it is
+    not one (each venue answers that with its own error frame)."""
+    try:
+        msg = json.loads(raw)
+    except ValueError:
+        return None
+    return msg if isinstance(msg, dict) else None
+
+
 def loads(raw: str, parse_float: Callable[[str], Any] | None = None,
           parse_int: Callable[[str], Any] | None = None) -> Any:
     """The decoded frame; text that is not JSON is a broken frame."""

@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 from bcx.exchanges.base import FeedProtocol, MalformedFrame, Parsed, Rewrite, Verdict
-from bcx.exchanges.common import decimal_text, loads
+from bcx.exchanges.common import decimal_text, loads, request
 from bcx.ticks import Tick
 
 # Kraken's own currency codes -> the common ones (documented by the venue).
@@ -105,11 +105,8 @@ class Kraken(FeedProtocol):
 
     @classmethod
     def answer(cls, raw: str, known: frozenset[str] | None = None) -> Verdict:
-        try:
-            msg = json.loads(raw)
-        except ValueError:
-            return _refuse("Malformed request", None, None)
-        if not isinstance(msg, dict):
+        msg = request(raw)
+        if msg is None:
             return _refuse("Malformed request", None, None)
         event = msg.get("event")
         if event == "ping":

@@ -40,7 +40,7 @@ from bcx.config import WatcherConfig
 from bcx.keys import Keys
 from bcx.rollups import Candle, watermark_field
 from bcx.store import FIELDS, Store
-from bcx.ticks import Point, parse_member
+from bcx.ticks import Point, before, parse_member, score
 from bcx.watcher.archive import Archive
 
 log = logging.getLogger(__name__)
@@ -160,10 +160,10 @@ class HistoryManager:
             pipe = self.connection.pipeline(transaction=True)
             # Every bucket from page_start to page_end is rebuilt whole, so the range is cleared
             # first: a bucket whose members changed must not keep its old member.
-            pipe.zremrangebyscore(target, page_start / 1000,
-                                  "+inf" if page_end is None else page_end / 1000)
+            pipe.zremrangebyscore(target, score(page_start),
+                                  "+inf" if page_end is None else score(page_end))
             if candles:
-                pipe.zadd(target, {c.member(): c.start_ms / 1000 for c in candles})
+                pipe.zadd(target, {c.member(): score(c.start_ms) for c in candles})
             if page_end is None:
                 pipe.hset(self.keys.watermark(exchange, symbol),
                           watermark_field(field, interval), max(new_mark, start))
@@ -197,9 +197,9 @@ class HistoryManager:
 
     def _read(self, key: str, source: int | None, start_ms: int, end_ms: int | None,
               limit: int | None) -> list:
-        high = "+inf" if end_ms is None else f"({end_ms / 1000!r}"
+        high = "+inf" if end_ms is None else before(end_ms)
         paging = {"start": 0, "num": limit} if limit is not None else {}
-        found = self.connection.zrangebyscore(key, start_ms / 1000, high, **paging)
+        found = self.connection.zrangebyscore(key, score(start_ms), high, **paging)
         if source is None:
             return [parse_member(item) for item in found]
         return [Candle.from_member(item) for item in found]
@@ -218,7 +218,7 @@ class HistoryManager:
                     cutoff = now_ms - int(retention * 1000)
                     removed += self.connection.zremrangebyscore(
                         self.keys.rollup(exchange, symbol, field, int(interval)), "-inf",
-                        f"({cutoff / 1000!r}")
+                        before(cutoff))
                     cutoffs[trimmed_field(field, int(interval))] = cutoff
             self.connection.hset(self.keys.watermark(exchange, symbol), mapping=cutoffs)
             self.progress()
@@ -231,8 +231,8 @@ class HistoryManager:
         key = self.keys.raw(exchange, symbol, field)
         removed = 0
         while True:
-            members = self.connection.zrangebyscore(key, "-inf", f"({cutoff_ms / 1000!r}",
-                                                    start=0, num=self.page)
+            members = self.connection.zrangebyscore(key, "-inf", before(cutoff_ms), start=0,
+                                                    num=self.page)
             if not members:
                 return removed
             self.archive.write(exchange, symbol, field,

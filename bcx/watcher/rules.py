@@ -51,7 +51,7 @@ from bcx.heartbeat import Heartbeat
 from bcx.keys import Keys, split_series_id
 from bcx.rulebook import Rule, all_rules
 from bcx.store import Store
-from bcx.ticks import parse_member
+from bcx.ticks import parse_member, score
 from bcx.timeutil import now_ms
 from bcx.watcher.state import FIRING_STATE, Instance, RuleState
 
@@ -198,7 +198,7 @@ class RuleEngine:
             reference_ms = now - int(rule.spec.window * 1000)
             exchange, symbol = split_series_id(rule.spec.series)
             pipe.zrevrangebyscore(self.keys.raw(exchange, symbol, rule.spec.field),
-                                  reference_ms / 1000, "-inf", start=0, num=1)
+                                  score(reference_ms), "-inf", start=0, num=1)
             wanted.append(rule.id)
         references = {rule_id: parse_member(hit[0])[1] if hit else None
                       for rule_id, hit in zip(wanted, pipe.execute() if wanted else [],
