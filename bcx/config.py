@@ -33,6 +33,7 @@ RULE_KINDS = (
     "feed_down",
 )
 NOTIFIERS = ("log", "webhook", "command")
+REDIS_MODES = ("standalone", "cluster", "sentinel")
 _SYMBOL = re.compile(r"^[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
@@ -134,6 +135,16 @@ def _redis_url(text: str) -> str:
     if scheme not in ("redis", "rediss", "unix"):
         raise ValueError("a redis://, rediss:// or unix:// URL")
     return value
+
+
+def _host_ports(text: str) -> tuple[str, ...]:
+    expected = "a list of HOST:PORT addresses, such as 10.0.0.1:26379 10.0.0.2:26379"
+    values = _words(text)
+    for value in values:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(expected)
+    return values
 
 
 def _ws_url(text: str) -> str:
@@ -240,6 +251,17 @@ class RedisConfig:
     socket_timeout: float = opt(5.0, _duration(0.1), "Timeout of one Redis command.")
     stream_maxlen: int = opt(100000, _int_min(1),
                              "Trigger events kept in the durable event stream (approximate).")
+    mode: str = opt("standalone", _choice(REDIS_MODES),
+                    "standalone: one server at url. cluster: Redis Cluster, url names any node "
+                    "(its password and TLS apply to every node). sentinel: the master named "
+                    "sentinel_master, found through sentinels; url gives its password, TLS and "
+                    "db (host and port are ignored).")
+    sentinels: tuple[str, ...] = opt((), _host_ports,
+                                     "sentinel: the Sentinel addresses, HOST:PORT ...")
+    sentinel_master: str = opt("", _text, "sentinel: the monitored master's name.")
+    sentinel_password: str = opt("", _text, "sentinel: the Sentinels' own password (empty: "
+                                 "none).", secret=True)
+    sentinel_tls: bool = opt(False, _bool, "sentinel: talk to the Sentinels over TLS.")
 
 
 @dataclass(frozen=True)
@@ -496,6 +518,7 @@ def from_parser(parser: configparser.ConfigParser, path: str,
             problems.extend(rule_problems(rules[item], section, path))
 
     problems.extend(server_problems(sections.get("server", ServerConfig()), path))
+    problems.extend(redis_problems(sections.get("redis", RedisConfig()), path))
     for name in sections.get("tracker", TrackerConfig()).exchanges:
         if not exchanges[name].symbols:
             problems.append(Problem(path, f"exchange:{name}", "symbols", "",
@@ -541,6 +564,26 @@ def rule_problems(rule: RuleConfig, section: str, path: str) -> list[Problem]:
     if rule.kind == "stale" and rule.threshold is not None and rule.threshold <= 0:
         problems.append(Problem(path, section, "threshold", str(rule.threshold),
                                 "a positive number of seconds"))
+    return problems
+
+
+def redis_problems(redis: RedisConfig, path: str) -> list[Problem]:
+    """Each mode needs its own settings."""
+    problems = []
+    scheme = urlsplit(redis.url).scheme
+    if redis.mode == "sentinel":
+        if not redis.sentinels:
+            problems.append(Problem(path, "redis", "sentinels", "",
+                                    "at least one HOST:PORT when mode = sentinel"))
+        if not redis.sentinel_master:
+            problems.append(Problem(path, "redis", "sentinel_master", "",
+                                    "the master's name when mode = sentinel"))
+    if redis.mode != "standalone" and scheme == "unix":
+        problems.append(Problem(path, "redis", "url", mask_url(redis.url),
+                                f"a redis:// or rediss:// URL when mode = {redis.mode}"))
+    if redis.mode == "cluster" and (urlsplit(redis.url).path.strip("/") or "0") != "0":
+        problems.append(Problem(path, "redis", "url", mask_url(redis.url),
+                                "database 0 when mode = cluster (Cluster has no other)"))
     return problems
 
 

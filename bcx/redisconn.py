@@ -1,8 +1,21 @@
-"""Building the one Redis client a process uses, from any Redis URL."""
+"""The one client factory every process uses: a standalone server, a Redis Cluster or a master
+found through Sentinel, from ``[redis]`` (``mode``, ``url``, ``sentinels``, ``sentinel_master``).
+
+Every client decodes responses to ``str`` and connects lazily, so a component can start before
+Redis does and wait it out like any other outage.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
+from redis.sentinel import Sentinel
 
 from bcx.config import RedisConfig
 
@@ -11,15 +24,84 @@ def connect(url: str, *, socket_timeout: float = 5.0, client_name: str | None = 
             ) -> redis.Redis:
     """A client for ``redis://``, ``rediss://`` (TLS) or ``unix://`` URLs, password and db
     included. Responses are decoded to ``str``; connections are made lazily."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=socket_timeout,
-        health_check_interval=30,
-        client_name=client_name,
-    )
+    return redis.Redis.from_url(url, **_options(socket_timeout, client_name))
 
 
-def from_config(config: RedisConfig, client_name: str | None = None) -> redis.Redis:
+def from_config(config: RedisConfig, client_name: str | None = None) -> Any:
+    """The client of the configured mode. Its commands are those of ``redis.Redis``; a cluster
+    client routes each key to its node, a Sentinel client follows the current master."""
+    if config.mode == "cluster":
+        return LazyCluster(lambda: RedisCluster.from_url(
+            config.url, **_options(config.socket_timeout, client_name)))
+    if config.mode == "sentinel":
+        return sentinel_master(config, client_name)
     return connect(config.url, socket_timeout=config.socket_timeout, client_name=client_name)
+
+
+def sentinel_master(config: RedisConfig, client_name: str | None = None) -> redis.Redis:
+    """A client of the master the Sentinels name ``sentinel_master``. Each new connection asks
+    the Sentinels where the master is; a connection to a demoted master (READONLY) is dropped,
+    so the next command reaches the new one."""
+    parts = urlsplit(config.url)
+    query = parse_qs(parts.query)
+    master_options: dict[str, Any] = {
+        "password": unquote(parts.password) if parts.password else None,
+        "username": unquote(parts.username) if parts.username else None,
+        "db": int(parts.path.strip("/") or query.get("db", ["0"])[0]),
+        "ssl": parts.scheme == "rediss",
+    }
+    sentinel_options: dict[str, Any] = {
+        "socket_timeout": config.socket_timeout,
+        "socket_connect_timeout": config.socket_timeout,
+        "password": config.sentinel_password or None,
+        "ssl": config.sentinel_tls,
+        "decode_responses": True,
+    }
+    addresses = []
+    for address in config.sentinels:
+        host, _, port = address.rpartition(":")
+        addresses.append((host.strip("[]"), int(port)))
+    manager = Sentinel(addresses, sentinel_kwargs=sentinel_options,
+                       socket_timeout=config.socket_timeout)
+    return manager.master_for(config.sentinel_master,
+                              **_options(config.socket_timeout, client_name), **master_options)
+
+
+def _options(socket_timeout: float, client_name: str | None) -> dict[str, Any]:
+    return {
+        "decode_responses": True,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_timeout,
+        "health_check_interval": 30,
+        "client_name": client_name,
+    }
+
+
+class LazyCluster:
+    """A ``RedisCluster`` built on first use. redis-py's cluster client asks a node for the slot
+    map when it is constructed; built lazily, a component starting before its cluster sees an
+    ordinary connection error on its first command and retries like after any outage."""
+
+    def __init__(self, build: Callable[[], RedisCluster]):
+        self._build = build
+        self._client: RedisCluster | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> RedisCluster:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    try:
+                        self._client = self._build()
+                    except RedisClusterException as exc:
+                        raise redis.ConnectionError(f"no Redis Cluster node answered: {exc}"
+                                                    ) from exc
+        return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()

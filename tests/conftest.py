@@ -12,6 +12,7 @@ import redis
 from bcx.keys import Keys
 from bcx.replay import ReplayServer
 from bcx.store import Store
+from tests.cluster_support import RedisClusterDeployment, SentinelDeployment
 from tests.support import RedisServer
 
 DATA = Path(__file__).parent / "data"
@@ -71,3 +72,28 @@ def keys() -> Keys:
 @pytest.fixture
 def store(r: redis.Redis, keys: Keys) -> Store:
     return Store(r, keys)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterDeployment]:
+    """A real local Redis Cluster, 3 masters and 3 replicas, started once per test session
+    (only by the tests that ask for it) and emptied by ``cluster_url``."""
+    deployment = RedisClusterDeployment(tmp_path_factory.mktemp("cluster"))
+    deployment.start()
+    yield deployment
+    deployment.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisClusterDeployment) -> str:
+    redis_cluster.flushall()
+    return redis_cluster.url
+
+
+@pytest.fixture
+def sentinel_deployment(tmp_path: Path) -> Iterator[SentinelDeployment]:
+    """1 master, 1 replica and 3 sentinels, new for each test: failover tests change roles."""
+    deployment = SentinelDeployment(tmp_path / "sentinel")
+    deployment.start()
+    yield deployment
+    deployment.stop()

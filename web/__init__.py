@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
-from flask_redis import FlaskRedis
 
 from bcx import config as configmod
 from bcx.keys import Keys
+from bcx.redisconn import from_config
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -22,14 +22,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.get("BCX_CONFIG_PATH"))
     app.config["BCX_CONFIG"] = cfg
     app.config["BCX_KEYS"] = Keys(cfg.redis.prefix)
-    app.config["REDIS_URL"] = cfg.redis.url
     # Flask's default is no limit; request bodies here are small rule documents.
     app.config["MAX_CONTENT_LENGTH"] = app.config.get("MAX_CONTENT_LENGTH") or 64 * 1024
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    # One flask-redis extension per app (it registers itself as app.extensions["redis"]):
-    # a module-level one would hold a single client that every create_app() replaces.
-    FlaskRedis(app, decode_responses=True, socket_timeout=cfg.redis.socket_timeout,
-               socket_connect_timeout=cfg.redis.socket_timeout)
+    # One client per app from the factory every process uses (standalone, cluster or
+    # Sentinel); its pool is shared by the app's threads, and it connects on first use.
+    app.extensions["redis"] = from_config(cfg.redis, client_name="bcx-web")
 
     from web import errors
     from web.api import bp as api_bp

@@ -7,6 +7,8 @@ Each series and field is a sorted set scored by event time in epoch seconds whos
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -18,6 +20,8 @@ from bcx.ticks import Point, Tick, before, member, parse_member, score
 from bcx.timeutil import now_ms
 
 FIELDS = ("price", "bid", "ask")
+REREGISTER_S = 300.0
+log = logging.getLogger(__name__)
 
 
 class Store:
@@ -34,6 +38,10 @@ class Store:
         # remembered time ahead of the clock is not believed: one tick stamped in the future
         # would otherwise hold the hash until that time came.
         self._newest: dict[tuple[str, str, str], int] = {}
+        # Series this process has registered: the registry is written only for new ones (and
+        # again every REREGISTER_S, so a registry emptied by hand fills up again).
+        self._registered: set[str] = set()
+        self._registered_at = time.monotonic()
 
     # ------------------------------------------------------------------ writes
     def write(self, ticks: Sequence[Tick]) -> int:
@@ -72,12 +80,23 @@ class Store:
             pipe.zadd(key, mapping)
         for (exchange, symbol), mapping in latest.items():
             pipe.hset(self.keys.latest(exchange, symbol), mapping=mapping)
-        if latest:
-            pipe.sadd(self.keys.series, *(series_id(e, s) for e, s in latest))
-        if self.publish_ticks:
-            pipe.publish(self.keys.ticks_channel, _batch_message(ticks))
+        if time.monotonic() - self._registered_at > REREGISTER_S:
+            self._registered.clear()
+            self._registered_at = time.monotonic()
+        new = [name for name in (series_id(e, s) for e, s in latest)
+               if name not in self._registered]
+        if new:
+            pipe.sadd(self.keys.series, *new)
         pipe.execute()
         self._newest = newest
+        self._registered.update(new)
+        if self.publish_ticks:
+            # Never inside the pipeline: Redis Cluster refuses PUBLISH there. The batch is
+            # stored by now, so a lost notice only delays live viewers, never loses data.
+            try:
+                self.connection.publish(self.keys.ticks_channel, _batch_message(ticks))
+            except redis.RedisError as exc:
+                log.warning("live tick notice not published (the batch is stored): %s", exc)
         return count
 
     # ------------------------------------------------------------------ reads
