@@ -284,6 +284,8 @@ class TrackerConfig:
     feed_down_after: int = opt(5, _int_min(1),
                                "Consecutive failed connections before a feed_down event.")
     max_frame_bytes: int = opt(1048576, _int_min(1024), "Larger frames are counted and skipped.")
+    max_clock_skew: float = opt(5.0, _duration(0),
+                                "Ticks stamped further ahead of the clock are refused.")
     publish_ticks: bool = opt(True, _bool, "Publish each written batch for live consumers.")
     heartbeat_ttl: float = opt(30.0, _duration(1), "Lifetime of the tracker's heartbeat key.")
     stats_interval: float = opt(1.0, _duration(0.1), "How often stats and heartbeat are written.")

@@ -46,10 +46,13 @@ def serve_replay(session: str, urls: multiprocessing.Queue, stop: multiprocessin
 
 def tracker_config(directory: Path, redis_url: str, session: str, url: str
                    ) -> configmod.Config:
-    """The default tracker settings, one exchange pointed at the replay."""
+    """The default tracker settings, one exchange pointed at the replay. A loop at speed 0
+    stamps each round a recording's length after the last, far ahead of the clock: the
+    plausibility gate is told to accept that (``max_clock_skew``), so every tick is stored."""
     exchange = session.split("_")[0]
     path = directory / "bcx.conf"
     path.write_text(f"[redis]\nurl = {redis_url}\n[tracker]\nexchanges = {exchange}\n"
+                    "max_clock_skew = 30d\n"
                     f"[exchange:{exchange}]\nurl = {url}\nsymbols = {SYMBOLS[session]}\n")
     return configmod.load(str(path), env={})
 

@@ -26,6 +26,9 @@ COINBASE = trackerkit.COINBASE
 PRODUCTS = trackerkit.COINBASE_PRODUCTS
 # The 30 s recording looped at 20x: a steady 150 frames/s with times shifted to now.
 SPEED = 20
+# At 20x each round's times run ahead of the clock by up to 19/20 of the recording (and each
+# round starts where the last one's times ended): let the plausibility gate accept them.
+SKEW = "1d"
 keys = Keys("bcx")
 
 
@@ -88,7 +91,8 @@ def run_through_outage(own_redis: RedisServer, replay: ReplayServer, tmp_path: P
     """Stream, stop Redis until the tracker has received 100 more ticks, start it again,
     wait for the buffer to drain, then stop the tracker."""
     config = trackerkit.tracker_config(tmp_path, own_redis.url,
-                                       {"coinbase": (replay.url, PRODUCTS)}, **settings)
+                                       {"coinbase": (replay.url, PRODUCTS)},
+                                       max_clock_skew=SKEW, **settings)
     tapped = Tapped(config)
     tracker = tapped.tracker
     tracker.start()
@@ -144,7 +148,8 @@ def test_sigterm_flushes_everything_and_exits_zero(r: redis.Redis, redis_url: st
                                                    tmp_path: Path) -> None:
     config = trackerkit.tracker_config(tmp_path, redis_url,
                                        {"coinbase": ("wss://unused.invalid", PRODUCTS)},
-                                       flush_interval="1s", batch_size=100000)
+                                       flush_interval="1s", batch_size=100000,
+                                       max_clock_skew=SKEW)
     pubsub = r.pubsub()
     pubsub.subscribe(keys.ticks_channel)
     wait_for(lambda: pubsub.get_message(timeout=0.1), message="subscription")

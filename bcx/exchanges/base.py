@@ -102,7 +102,8 @@ class FeedProtocol(ABC):
     def symbol_of(self, native: str) -> str:
         """The normalised symbol of a native one seen in a frame: the configured symbol it
         stands for when there is one (exact, even where ``from_native`` must guess), else
-        ``from_native``. A name that cannot be read makes the frame malformed."""
+        ``from_native``. A name that cannot be read makes the frame malformed. (Ticks of a
+        symbol not configured are read, then refused by the tracker's gate: ``gate.py``.)"""
         by_native: dict[str, str] | None = self.__dict__.get("_by_native")
         if by_native is None:
             by_native = {self.to_native(symbol): symbol for symbol in self.symbols}

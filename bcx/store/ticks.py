@@ -17,6 +17,7 @@ import redis
 
 from bcx.keys import Keys, series_id, split_series_id
 from bcx.ticks import Point, Tick, before, member, parse_member, score
+from bcx.timeutil import now_ms
 
 FIELDS = ("price", "bid", "ask")
 REREGISTER_S = 300.0
@@ -33,7 +34,9 @@ class Store:
         self.keys = keys or Keys()
         self.publish_ticks = publish_ticks
         # Newest event time written per (series, field) by this process, and per series under
-        # the field "time", so a late batch never moves the latest-values hash backwards.
+        # the field "time", so a late batch never moves the latest-values hash backwards. A
+        # remembered time ahead of the clock is not believed: one tick stamped in the future
+        # would otherwise hold the hash until that time came.
         self._newest: dict[tuple[str, str, str], int] = {}
         # Series this process has registered: the registry is written only for new ones (and
         # again every REREGISTER_S, so a registry emptied by hand fills up again).
@@ -52,6 +55,7 @@ class Store:
         members: dict[str, dict[str, float]] = defaultdict(dict)
         latest: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
         newest = dict(self._newest)
+        now = now_ms()
         count = 0
         for tick in ticks:
             for field, value in tick.values():
@@ -59,7 +63,8 @@ class Store:
                     member(tick.ms, value)] = score(tick.ms)
                 count += 1
                 slot = (tick.exchange, tick.symbol, field)
-                if tick.ms >= newest.get(slot, -1):
+                known = newest.get(slot, -1)
+                if tick.ms >= known or known > now:
                     newest[slot] = tick.ms
                     fresh = latest[(tick.exchange, tick.symbol)]
                     fresh[field] = value
@@ -67,8 +72,9 @@ class Store:
                     # The series' time is its newest field's: a field catching up with an
                     # older time (a trade time behind a receive time) must not lower it.
                     series_slot = (tick.exchange, tick.symbol, "time")
-                    fresh["time"] = newest[series_slot] = max(tick.ms,
-                                                              newest.get(series_slot, -1))
+                    series_ms = newest.get(series_slot, -1)
+                    fresh["time"] = newest[series_slot] = (
+                        tick.ms if series_ms > now else max(tick.ms, series_ms))
         pipe = self.connection.pipeline(transaction=False)
         for key, mapping in members.items():
             pipe.zadd(key, mapping)

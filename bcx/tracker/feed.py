@@ -19,6 +19,7 @@ from websocket import ABNF, frame_buffer
 from bcx.config import TrackerConfig
 from bcx.events import FIRING, RESOLVED, TriggerEvent
 from bcx.exchanges.base import FeedProtocol, MalformedFrame
+from bcx.exchanges.gate import Gate, Refusal
 from bcx.lifecycle import Backoff
 from bcx.tracker.stats import FeedStats
 from bcx.tracker.writer import Writer
@@ -29,9 +30,12 @@ ProtocolFactory = Callable[[Sequence[str]], FeedProtocol]
 
 # Longest a blocking read lasts, so a stop request is seen promptly.
 POLL = 0.25
-# Parse errors logged one by one per connection; after that only every LOG_EVERY-th.
+# Parse errors (and frames with refused ticks) logged one by one per connection; after that
+# only every LOG_EVERY-th.
 LOG_FIRST = 10
 LOG_EVERY = 1000
+# Characters of a frame quoted in such a log line.
+LOG_FRAME_CHARS = 200
 READ_AHEAD = 65536
 # First header byte of a final, unfragmented text or binary frame without extensions.
 _WHOLE_DATA_FRAME = frozenset({0x81, 0x82})
@@ -143,7 +147,9 @@ class Feed:
         self.stats = stats or FeedStats(exchange)
         self.stop_event = threading.Event()
         self.backoff = Backoff(config.backoff_initial, config.backoff_max)
+        self.gate = Gate(self.symbols, round(config.max_clock_skew * 1000))
         self.errors_this_connection = 0
+        self.refusals_this_connection = 0
         self.working = False
         self.thread = threading.Thread(target=self._run, name=f"feed-{exchange}", daemon=True)
 
@@ -215,6 +221,7 @@ class Feed:
         url = protocol.connect_url(self.url)
         self.stats.url = url
         self.errors_this_connection = 0
+        self.refusals_this_connection = 0
         ws = BufferedWebSocket(self.config.max_frame_bytes, enable_multithread=False)
         try:
             ws.connect(url, timeout=max(1.0, protocol.subscribe_deadline))
@@ -294,12 +301,17 @@ class Feed:
             raw = data.decode("utf-8")
             parsed = protocol.parse(raw, received_ns // 1_000_000)
         except (MalformedFrame, UnicodeDecodeError) as exc:
-            self._parse_error(f"{exc}: {data[:200]!r}")
+            self._parse_error(f"{exc}: {data[:LOG_FRAME_CHARS]!r}")
             return None
         except Exception as exc:  # noqa: BLE001 - an adapter bug must not end the feed
-            self._parse_error(f"adapter failed ({exc!r}): {data[:200]!r}")
+            self._parse_error(f"adapter failed ({exc!r}): {data[:LOG_FRAME_CHARS]!r}")
             return None
         ticks = parsed.ticks
+        if ticks:
+            # The one place every adapter's ticks pass: nothing implausible reaches the writer.
+            ticks, refused = self.gate.admit(ticks, received_ns // 1_000_000)
+            if refused:
+                self._refused(refused, data)
         if ticks:
             for tick in ticks:
                 tick.received_ns = received_ns
@@ -308,7 +320,7 @@ class Feed:
             if not self.working:
                 self._working()
         if parsed.gaps:
-            stats.add_gaps(parsed.gaps)
+            stats.add_gaps(gap for gap in parsed.gaps if self.gate.ours(gap[0]))
         if parsed.replies:
             for reply in parsed.replies:
                 ws.send(reply)
@@ -328,13 +340,31 @@ class Feed:
         self.stats.parse_errors += 1
         self.errors_this_connection += 1
         count = self.errors_this_connection
-        if count <= LOG_FIRST or count % LOG_EVERY == 0:
+        if _worth_logging(count):
             log.warning("%s: unreadable frame skipped (%d this connection): %s",
                         self.exchange, count, what)
+
+    def _refused(self, refused: list[Refusal], data: bytes) -> None:
+        """Count what the gate refused in one frame; log it with the frame, rate-limited."""
+        for refusal in refused:
+            self.stats.reject(refusal.reason)
+        self.refusals_this_connection += 1
+        count = self.refusals_this_connection
+        if _worth_logging(count):
+            log.warning("%s: implausible ticks refused (frame %d this connection): %s: %r",
+                        self.exchange, count,
+                        "; ".join(f"{r.symbol}: {r.reason}: {r.detail}" for r in refused),
+                        data[:LOG_FRAME_CHARS])
 
     def _note_error(self, what: str) -> None:
         self.stats.last_error = what
         log.warning("%s: %s", self.exchange, what)
+
+
+def _worth_logging(count: int) -> bool:
+    """The first LOG_FIRST of a kind of problem per connection are logged, then every
+    LOG_EVERY-th: a venue sending garbage at full rate must not flood the log."""
+    return count <= LOG_FIRST or count % LOG_EVERY == 0
 
 
 def _describe(exc: BaseException) -> str:

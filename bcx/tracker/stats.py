@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bcx.exchanges.gate import REASONS
 from bcx.keys import series_id
 from bcx.ticks import Tick
 from bcx.timeutil import iso_ms, now_ms
@@ -34,6 +35,10 @@ class FeedStats:
     silences: int = 0
     pings: int = 0
     venue_errors: int = 0
+    # Ticks and values the plausibility gate refused: in all, and per reason (its keys never
+    # change, so the writer thread may read it while the feed thread counts).
+    rejected: int = 0
+    rejected_by: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
     consecutive_failures: int = 0
     feed_down: bool = False
     last_frame_ms: int = 0
@@ -60,13 +65,18 @@ class FeedStats:
         with self._gap_lock:
             self._pending_gaps.update(gaps)
 
+    def reject(self, reason: str) -> None:
+        self.rejected += 1
+        self.rejected_by[reason] += 1
+
     def as_hash(self) -> dict[str, Any]:
         return {
             "connected": int(self.connected), "url": self.url, "frames": self.frames,
             "ticks": self.ticks, "parse_errors": self.parse_errors, "gaps": self.gaps,
             "reconnects": self.reconnects, "silences": self.silences,
             "pings": self.pings,
-            "venue_errors": self.venue_errors,
+            "venue_errors": self.venue_errors, "rejected": self.rejected,
+            **{f"rejected_{reason}": count for reason, count in self.rejected_by.items()},
             "consecutive_failures": self.consecutive_failures,
             "feed_down": int(self.feed_down), "last_frame_ms": self.last_frame_ms,
             "connected_since_ms": self.connected_since_ms, "last_error": self.last_error,

@@ -1,0 +1,125 @@
+"""The plausibility gate: which ticks an adapter read are fit to store.
+
+Adapters judge a frame's syntax (``common.decimal_text`` refuses what is not a decimal number,
+NaN included); the gate judges its sense, once for every venue: the tracker's feed loop passes
+every parsed tick through :meth:`Gate.admit` before the writer sees it. A tick whose event time
+or symbol is implausible is refused whole; a value that is implausible is dropped from its
+tick alone (a tick left with no value is dropped). Every refusal says why (:data:`REASONS`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from bcx.exchanges.base import ANY_SYMBOL
+from bcx.ticks import Tick
+
+# Bitcoin's genesis block was mined on 2009-01-03: no crypto market traded earlier. The past
+# is guarded by this fixed floor, not by "now minus something": recordings years old replay.
+FLOOR_MS = 1_230_940_800_000  # 2009-01-03T00:00:00Z
+# Longest decimal text stored. Real prices and sizes take under 25 characters
+# ("47.914412330000005", "0.00000049", "4.9e-7"); a longer one is a broken or hostile frame.
+MAX_DECIMAL_CHARS = 40
+
+FUTURE, PAST, VALUE, UNSUBSCRIBED = "future", "past", "value", "unsubscribed"
+# Why something was refused; the tracker counts each as ``rejected_<reason>``.
+REASONS = (FUTURE, PAST, VALUE, UNSUBSCRIBED)
+
+# The tick fields the gate checks, and whether 0 is a plausible value of each: a price must be
+# above 0; a size (trade or book quantity) may be 0, so a size field is added here with True.
+ZERO_ALLOWED: dict[str, bool] = {"price": False, "bid": False, "ask": False}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One refused tick (``future``, ``past``, ``unsubscribed``) or one dropped value
+    (``value``), with a short description for the log."""
+
+    reason: str
+    symbol: str
+    detail: str
+
+
+def time_problem(ms: int, now_ms: int, max_skew_ms: int) -> tuple[str, str] | None:
+    """(reason, detail) when an event time is implausible: before :data:`FLOOR_MS`, or later
+    than ``now_ms + max_skew_ms`` (that instant itself is accepted); None when plausible."""
+    if ms > now_ms + max_skew_ms:
+        return FUTURE, (f"event time {ms} ms is {(ms - now_ms) / 1000:.3f}s ahead of the clock"
+                        f" (max_clock_skew {max_skew_ms / 1000:g}s)")
+    if ms < FLOOR_MS:
+        return PAST, f"event time {ms} ms is before 2009-01-03"
+    return None
+
+
+def value_problem(text: str, zero_allowed: bool = False) -> str | None:
+    """Why a decimal text is no plausible value; None when it is one. It must be at most
+    :data:`MAX_DECIMAL_CHARS` long and finite as a number; a price (``zero_allowed`` False)
+    must be above 0, a size at least 0. A text whose float is 0 or infinite ("1e-400",
+    "1e999") is refused as a price: every reader downstream computes with floats."""
+    if len(text) > MAX_DECIMAL_CHARS:
+        return f"{len(text)} characters, over {MAX_DECIMAL_CHARS}"
+    try:
+        number = float(text)
+    except ValueError:
+        return "not a number"
+    if 0 < number < math.inf:  # every real price: one comparison on the hot path
+        return None
+    if not math.isfinite(number):
+        return "not finite"
+    if number < 0 or text.startswith("-"):
+        return "negative"
+    if number == 0 and not zero_allowed:
+        return "not above 0 as a number"
+    return None
+
+
+class Gate:
+    """The gate of one feed: the symbols it subscribed and the clock skew it tolerates."""
+
+    def __init__(self, symbols: Iterable[str], max_clock_skew_ms: int):
+        self.symbols = frozenset(symbols)
+        self.max_clock_skew_ms = max_clock_skew_ms
+
+    def ours(self, symbol: str) -> bool:
+        """True for a subscribed symbol (and for ``ANY_SYMBOL``, the connection itself)."""
+        return symbol in self.symbols or symbol == ANY_SYMBOL
+
+    def admit(self, ticks: Sequence[Tick], now_ms: int) -> tuple[list[Tick], list[Refusal]]:
+        """The ticks fit to store (implausible values removed from them) and what was refused.
+        ``now_ms`` is the clock the event times are judged by (the frame's receipt time)."""
+        admitted: list[Tick] = []
+        refused: list[Refusal] = []
+        symbols, skew = self.symbols, self.max_clock_skew_ms
+        for tick in ticks:
+            if tick.symbol not in symbols:
+                refused.append(Refusal(UNSUBSCRIBED, tick.symbol,
+                                       f"symbol {tick.symbol} is not subscribed"))
+                continue
+            problem = time_problem(tick.ms, now_ms, skew)
+            if problem is not None:
+                refused.append(Refusal(problem[0], tick.symbol, problem[1]))
+                continue
+            kept = False
+            for name, zero_allowed in ZERO_ALLOWED.items():
+                text = getattr(tick, name)
+                if text is None:
+                    continue
+                why = value_problem(text, zero_allowed)
+                if why is None:
+                    kept = True
+                else:
+                    setattr(tick, name, None)
+                    refused.append(Refusal(VALUE, tick.symbol,
+                                           f"{name} {_shown(text)}: {why}"))
+            if kept:
+                admitted.append(tick)
+        return admitted, refused
+
+
+def _shown(text: str) -> str:
+    """A value for the log: quoted, and cut short when it is over the length limit."""
+    if len(text) <= MAX_DECIMAL_CHARS:
+        return repr(text)
+    return f"{text[:MAX_DECIMAL_CHARS]!r}…"
