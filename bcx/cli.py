@@ -217,5 +217,36 @@ def export(config_path: str | None, series: str, fields: tuple[str, ...], start:
     click.echo(f"exported {rows} rows", err=True)
 
 
+@main.command()
+@config_option
+def migrate(config_path: str | None) -> None:
+    """Move keys an older version named differently to their current names (idempotent).
+
+    Exit 0 when every key is where this version looks for it, 1 when one was kept for you to
+    inspect, 3 when Redis cannot be reached."""
+    import redis
+
+    from bcx.keys import Keys
+    from bcx.redisconn import from_config
+    from bcx.store.migrations import migrate as run_migrations
+
+    cfg = load_config(config_path)
+    connection = from_config(cfg.redis, client_name="bcx-migrate")
+    try:
+        steps = run_migrations(connection, Keys(cfg.redis.prefix))
+    except (redis.RedisError, OSError) as exc:
+        click.echo(f"bcx: cannot migrate, Redis: {exc}", err=True)
+        raise SystemExit(3) from None
+    finally:
+        connection.close()
+    for step in steps:
+        if step.action != "nothing":
+            click.echo(f"{step.old} -> {step.new}: {step.action}")
+    kept = [step for step in steps if step.action.startswith("kept")]
+    if not any(step.action != "nothing" for step in steps):
+        click.echo("nothing to migrate")
+    raise SystemExit(1 if kept else 0)
+
+
 if __name__ == "__main__":
     main()

@@ -64,11 +64,12 @@ def is_feed_report(event: TriggerEvent | Mapping[str, Any]) -> bool:
 
 
 def publish(connection: redis.Redis, keys: Keys, event: TriggerEvent, maxlen: int) -> str:
-    """XADD to the capped stream (the source of truth) and PUBLISH (the live path) in one
-    transaction; returns the stream entry id."""
+    """XADD to the capped stream (the source of truth), then PUBLISH (the live path); returns
+    the stream entry id. Not one transaction: Redis Cluster refuses PUBLISH inside one. An
+    error between the two leaves the event in the stream, so the server still delivers it;
+    only live viewers miss it."""
     payload = event.to_json()
-    pipe = connection.pipeline(transaction=True)
-    pipe.xadd(keys.events_stream, {"event": payload}, maxlen=maxlen, approximate=True)
-    pipe.publish(keys.events_channel, payload)
-    entry_id, _ = pipe.execute()
+    entry_id = connection.xadd(keys.events_stream, {"event": payload}, maxlen=maxlen,
+                               approximate=True)
+    connection.publish(keys.events_channel, payload)
     return entry_id

@@ -10,12 +10,17 @@ Every key starts with the configured prefix (default ``bcx``)::
     bcx:{coinbase:BTC-USD}:watermark         HASH history-manager progress per field/interval
     bcx:series                               SET of "exchange:symbol"
     bcx:ticks                                pub/sub channel of written tick batches
-    bcx:events / bcx:events:stream           trigger events: pub/sub channel / capped stream
+    bcx:events / bcx:{events}:stream         trigger events: pub/sub channel / capped stream
     bcx:heartbeat:<component>                HASH with a TTL
     bcx:stats:tracker:<exchange>             HASH of per-exchange feed stats
     bcx:stats:gaps:<exchange>                HASH symbol -> sequence gaps seen
-    bcx:rules / bcx:rules:state              HASH id -> rule JSON / id -> state JSON
-    bcx:alerts / bcx:deadletter              LIST of delivered / undeliverable events
+    bcx:{rules} / bcx:{rules}:state          HASH id -> rule JSON / id -> state JSON
+    bcx:{events}:alerts / …:deadletter       LIST of delivered / undeliverable events
+
+Keys that one transaction writes together share a hash tag, so every transaction stays in one
+Redis Cluster slot: the event stream, alert history and dead-letter list (``{events}``: an
+event is recorded and acknowledged at once), the rules and their state (``{rules}``).
+:meth:`Keys.renamed` lists the names older versions used; ``bcx migrate`` moves them.
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ class Keys:
 
     @property
     def events_stream(self) -> str:
-        return f"{self.prefix}:events:stream"
+        return f"{self.prefix}:{{events}}:stream"
 
     def heartbeat(self, component: str) -> str:
         return f"{self.prefix}:heartbeat:{component}"
@@ -90,11 +95,11 @@ class Keys:
 
     @property
     def rules(self) -> str:
-        return f"{self.prefix}:rules"
+        return f"{self.prefix}:{{rules}}"
 
     @property
     def rules_state(self) -> str:
-        return f"{self.prefix}:rules:state"
+        return f"{self.prefix}:{{rules}}:state"
 
     @property
     def rules_changed_channel(self) -> str:
@@ -102,8 +107,15 @@ class Keys:
 
     @property
     def alerts(self) -> str:
-        return f"{self.prefix}:alerts"
+        return f"{self.prefix}:{{events}}:alerts"
 
     @property
     def dead_letter(self) -> str:
-        return f"{self.prefix}:deadletter"
+        return f"{self.prefix}:{{events}}:deadletter"
+
+    def renamed(self) -> list[tuple[str, str]]:
+        """(name in versions before 0.2, name now) of every key that moved."""
+        return [(f"{self.prefix}:{old}", new) for old, new in (
+            ("events:stream", self.events_stream), ("alerts", self.alerts),
+            ("deadletter", self.dead_letter), ("rules", self.rules),
+            ("rules:state", self.rules_state))]

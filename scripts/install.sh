@@ -164,11 +164,22 @@ enable_services() {
     fi
 }
 
+migrate_keys() {
+    # Keys renamed between versions move to their new names; harmless when there is nothing
+    # to move, and skipped (with the command to run later) when Redis is not reachable yet.
+    [ -n "$D" ] && return 0
+    if "$PREFIX/bin/bcx" migrate --config /etc/bcx/bcx.conf; then
+        return 0
+    fi
+    say "bcx migrate did not finish; run it once Redis is reachable: $PREFIX/bin/bcx migrate"
+}
+
 do_install() {
     check_root
     create_user
     install_program
     install_files
+    migrate_keys
     enable_services
 }
 
