@@ -1,5 +1,6 @@
 """``bcx status``: each component's health from its heartbeat, as a table or JSON, with an exit
-status that service managers and monitors can use (0 all up, 1 one down, 3 Redis unreachable).
+status that service managers and monitors can use (0 all up, 1 one down or degraded, 3 Redis
+unreachable).
 
 ``--wait`` is the start-up check of the init scripts and systemd units: it waits for a heartbeat
 written after the check began, so a key left behind by a crashed predecessor does not count.
@@ -43,6 +44,11 @@ class Health:
     host: str | None = None
     ttl_s: float | None = None
     time_ms: int | None = None
+    degraded: str | None = None  # alive but failing: the reason its heartbeat gives
+
+    @property
+    def healthy(self) -> bool:
+        return self.up and not self.degraded
 
 
 def select(requested: Sequence[str], known: Iterable[str]) -> list[str]:
@@ -73,7 +79,8 @@ def check(connection: redis.Redis, keys: Keys, requested: Sequence[str] = ()) ->
         out.append(Health(name, up=True, age_s=beat.get("age_s"), pid=beat.get("pid"),
                           host=beat.get("host"),
                           ttl_s=int(ttl_ms) / 1000 if ttl_ms is not None else None,
-                          time_ms=int(beat["time"]) if "time" in beat else None))
+                          time_ms=int(beat["time"]) if "time" in beat else None,
+                          degraded=beat.get("degraded") or None))
     return out
 
 
@@ -104,11 +111,14 @@ def fresh(health: Health, since_ms: int) -> Health:
 
 
 def render_table(healths: Sequence[Health]) -> str:
-    rows = [("COMPONENT", "STATE", "AGE", "PID", "HOST")]
+    reasons = any(health.up and health.degraded for health in healths)
+    rows = [("COMPONENT", "STATE", "AGE", "PID", "HOST") + (("REASON",) if reasons else ())]
     for health in healths:
         age = f"{health.age_s:.1f}s" if health.age_s is not None else "-"
-        rows.append((health.component, "up" if health.up else "DOWN", age,
-                     health.pid or "-", health.host or "-"))
+        degraded = health.degraded if health.up else None
+        state = "DEGRADED" if degraded else "up" if health.up else "DOWN"
+        rows.append((health.component, state, age, health.pid or "-", health.host or "-")
+                    + ((degraded or "",) if reasons else ()))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
                      .rstrip() for row in rows)
@@ -116,7 +126,7 @@ def render_table(healths: Sequence[Health]) -> str:
 
 def render_json(healths: Sequence[Health]) -> str:
     document: dict[str, Any] = {
-        "healthy": all(health.up for health in healths),
+        "healthy": all(health.healthy for health in healths),
         "components": {health.component: {key: value for key, value in asdict(health).items()
                                           if key != "component"} for health in healths},
     }
@@ -144,4 +154,4 @@ def run(cfg: Config, components: Sequence[str] = (), as_json: bool = False,
     finally:
         connection.close()
     click.echo(render_json(healths) if as_json else render_table(healths))
-    return EXIT_OK if all(health.up for health in healths) else EXIT_DOWN
+    return EXIT_OK if all(health.healthy for health in healths) else EXIT_DOWN

@@ -54,13 +54,13 @@ def main() -> None:
         config = replace(WatcherConfig(), raw_retention=parse_duration(args.retention))
         manager = HistoryManager(client, keys, config, Archive(tmp) if args.archive else None)
         end = day[-1].ms + 1
-        candles, full_cpu, full_wall = timed(manager.rollup_pass, end)
+        full, full_cpu, full_wall = timed(manager.rollup_pass, end)
 
         store.write(minute)
-        more, incr_cpu, incr_wall = timed(manager.rollup_pass, minute[-1].ms + 1)
+        incremental, incr_cpu, incr_wall = timed(manager.rollup_pass, minute[-1].ms + 1)
 
         before = used_memory(client)
-        removed, trim_cpu, trim_wall = timed(manager.trim_pass, minute[-1].ms + 1)
+        trimmed, trim_cpu, trim_wall = timed(manager.trim_pass, minute[-1].ms + 1)
         after = used_memory(client)
         left = sum(store.count("bench", f"S{s}-USD", "price") for s in range(args.series))
         client.close()
@@ -68,12 +68,12 @@ def main() -> None:
     print(f"ticks                  {len(day):,} ({args.series} series x {args.seconds:,} s) "
           f"+ {len(minute):,} (one more minute)")
     print(f"full roll-up pass      {full_cpu:.2f} s CPU ({full_wall:.2f} s wall), "
-          f"{candles:,} candles (1m + 1h)")
+          f"{full.count:,} candles (1m + 1h)")
     print(f"incremental pass       {incr_cpu:.3f} s CPU ({incr_wall:.3f} s wall) over one new "
-          f"minute, {more:,} candles rewritten")
+          f"minute, {incremental.count:,} candles rewritten")
     label = f"trim to {args.retention}"
     archived = ", archived to CSV first" if args.archive else ""
-    print(f"{label:<23}{trim_cpu:.2f} s CPU ({trim_wall:.2f} s wall), {removed:,} items "
+    print(f"{label:<23}{trim_cpu:.2f} s CPU ({trim_wall:.2f} s wall), {trimmed.count:,} items "
           f"removed{archived}, {left:,} raw ticks left")
     print(f"redis used_memory      {before / 2**20:,.1f} MiB before trimming -> "
           f"{after / 2**20:,.1f} MiB after")

@@ -26,10 +26,15 @@ leaves the points in Redis, and archiving them again is idempotent.
 
 Both passes call ``progress()`` after every page, so the caller can show it is alive while a
 long pass runs (the watcher beats its heartbeat from it).
+
+Each series is worked on its own: a series whose roll-up, archive or trim fails is logged with
+its name and the error, counted in the pass's :class:`PassReport`, and the pass goes on with the
+next one. Only a lost Redis connection ends a pass, since it fails every series alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
@@ -37,11 +42,12 @@ from decimal import Decimal
 import redis
 
 from bcx.config import WatcherConfig
-from bcx.keys import Keys
+from bcx.heartbeat import reason
+from bcx.keys import Keys, series_id
 from bcx.rollups import Candle, watermark_field
 from bcx.store import FIELDS, Store
 from bcx.ticks import Point, before, parse_member, score
-from bcx.watcher.archive import Archive
+from bcx.watcher.archive import Archive, readable
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +107,25 @@ def _merge(group: Sequence[Candle], step: int) -> Candle:
                   sum(candle.count for candle in group))
 
 
+@dataclasses.dataclass
+class PassReport:
+    """What one pass over every series did: ``count`` candles written or items removed,
+    ``invalid`` members archived as invalid, and each series that failed with its error."""
+
+    count: int = 0
+    series: int = 0
+    invalid: int = 0
+    failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (series id, error)
+
+    def summary(self) -> str:
+        """``"2 of 9 series failed: binance:BTC-USDT (archive: ...)"``, naming the first one."""
+        if not self.failures:
+            return f"{self.series} series"
+        name, error = self.failures[0]
+        more = f" and {len(self.failures) - 1} more" if len(self.failures) > 1 else ""
+        return f"{len(self.failures)} of {self.series} series failed: {name} ({error}){more}"
+
+
 class HistoryManager:
     """One pass of roll-ups (``rollup_pass``) or trimming (``trim_pass``) over every known
     series, at an instant the caller supplies (the clock is injected by the thread loop)."""
@@ -116,16 +141,33 @@ class HistoryManager:
         self.page = page
         self.progress = progress or (lambda: None)
         self.intervals = [int(interval) for interval, _ in config.rollups]
+        self.invalid = 0  # members archived as invalid in the current pass
 
     # ------------------------------------------------------------------ roll-ups
-    def rollup_pass(self, now_ms: int) -> int:
-        """Bring every roll-up up to date; returns the number of candles written."""
-        written = 0
+    def rollup_pass(self, now_ms: int) -> PassReport:
+        """Bring every roll-up up to date; ``count`` is the number of candles written."""
+        return self._each_series("roll-up", lambda exchange, symbol: sum(
+            self.rollup(exchange, symbol, field, interval, now_ms)
+            for field in FIELDS for interval in self.intervals))
+
+    def _each_series(self, work: str, run: Callable[[str, str], int]) -> PassReport:
+        """``run`` on every series in turn; a failure is that series' alone, except a lost
+        Redis connection, which ends the pass."""
+        report = PassReport()
+        self.invalid = 0
         for exchange, symbol in self.store.series():
-            for field in FIELDS:
-                for interval in self.intervals:
-                    written += self.rollup(exchange, symbol, field, interval, now_ms)
-        return written
+            report.series += 1
+            try:
+                report.count += run(exchange, symbol)
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - one series must not stop the others
+                name = series_id(exchange, symbol)
+                log.error("%s of %s failed: %s", work, name, reason(exc),
+                          exc_info=log.isEnabledFor(logging.DEBUG))
+                report.failures.append((name, reason(exc)))
+        report.invalid = self.invalid
+        return report
 
     def source_interval(self, interval: int) -> int | None:
         """The coarsest finer configured interval dividing ``interval``; None means raw."""
@@ -205,12 +247,18 @@ class HistoryManager:
         return [Candle.from_member(item) for item in found]
 
     # ------------------------------------------------------------------ retention
-    def trim_pass(self, now_ms: int) -> int:
-        """Trim raw history and every roll-up to its retention; returns the items removed."""
+    def trim_pass(self, now_ms: int) -> PassReport:
+        """Trim raw history and every roll-up to its retention; ``count`` is the items removed.
+        A series whose archive write fails keeps that field's points (and is trimmed no further
+        in this pass)."""
+        return self._each_series("trim", lambda exchange, symbol: self.trim_series(
+            exchange, symbol, now_ms))
+
+    def trim_series(self, exchange: str, symbol: str, now_ms: int) -> int:
         removed = 0
         raw_cutoff = now_ms - int(self.config.raw_retention * 1000)
-        for exchange, symbol in self.store.series():
-            cutoffs = {}
+        cutoffs: dict[str, int] = {}
+        try:
             for field in FIELDS:
                 removed += self.trim_raw(exchange, symbol, field, raw_cutoff)
                 cutoffs[trimmed_field(field, None)] = raw_cutoff
@@ -220,8 +268,11 @@ class HistoryManager:
                         self.keys.rollup(exchange, symbol, field, int(interval)), "-inf",
                         before(cutoff))
                     cutoffs[trimmed_field(field, int(interval))] = cutoff
-            self.connection.hset(self.keys.watermark(exchange, symbol), mapping=cutoffs)
-            self.progress()
+        finally:
+            # What was trimmed before a failure is recorded all the same.
+            if cutoffs:
+                self.connection.hset(self.keys.watermark(exchange, symbol), mapping=cutoffs)
+        self.progress()
         return removed
 
     def trim_raw(self, exchange: str, symbol: str, field: str, cutoff_ms: int) -> int:
@@ -235,8 +286,14 @@ class HistoryManager:
                                                     num=self.page)
             if not members:
                 return removed
-            self.archive.write(exchange, symbol, field,
-                               [parse_member(item) for item in members])
+            points, invalid = readable(members)
+            if invalid:
+                self.archive.write_invalid(exchange, symbol, field, invalid)
+                log.warning("%s %s: %d member(s) with no valid time (%s) archived to %s",
+                            series_id(exchange, symbol), field, len(invalid), invalid[0][:40],
+                            self.archive.invalid_partition(exchange, symbol))
+                self.invalid += len(invalid)
+            self.archive.write(exchange, symbol, field, points)
             # Remove exactly what was archived: a point that arrived meanwhile waits for the
             # next page or pass instead of being deleted unarchived.
             removed += self.connection.zrem(key, *members)

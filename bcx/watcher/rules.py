@@ -47,7 +47,7 @@ import redis
 from bcx import events
 from bcx.config import Config
 from bcx.events import TriggerEvent
-from bcx.heartbeat import Heartbeat
+from bcx.heartbeat import RESTARTING, Heartbeat
 from bcx.keys import Keys, split_series_id
 from bcx.rulebook import Rule, all_rules
 from bcx.store import Store
@@ -299,6 +299,7 @@ def watch(engine: RuleEngine, stop: Event, heartbeat: Heartbeat, interval: float
             now = clock()
             if now >= next_pass:
                 engine.periodic(now)
+                heartbeat.recover(RESTARTING)  # a pass went through: no longer crash-looping
                 passes += 1
                 if passes % RELOAD_EVERY == 0:
                     engine.reload()

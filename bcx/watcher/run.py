@@ -2,7 +2,9 @@
 
 A thread whose loop raises is logged and restarted after an exponential back-off (capped by
 ``restart_backoff_max``) while the other carries on; each writes its own heartbeat
-(``watcher.history``, ``watcher.rules``). SIGTERM or SIGINT stops both after their current
+(``watcher.history``, ``watcher.rules``). A thread whose passes fail (a crash and restart, a
+history pass in which a series failed) reads as degraded in its heartbeat, which keeps beating
+through the back-off, until a pass succeeds. SIGTERM or SIGINT stops both after their current
 step, clears the heartbeats and exits 0.
 """
 
@@ -20,13 +22,13 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bcx.config import Config
-from bcx.heartbeat import Heartbeat
+from bcx.heartbeat import RESTARTING, Heartbeat, reason
 from bcx.keys import Keys
 from bcx.lifecycle import Backoff, install_stop_handlers
 from bcx.redisconn import from_config
 from bcx.timeutil import now_ms
 from bcx.watcher.archive import Archive
-from bcx.watcher.history import HistoryManager
+from bcx.watcher.history import HistoryManager, PassReport
 from bcx.watcher.rules import RuleEngine, watch
 
 log = logging.getLogger(__name__)
@@ -36,13 +38,16 @@ Clock = Callable[[], int]
 
 
 class Supervised(threading.Thread):
-    """Runs ``loop(stop)`` until ``stop`` is set, restarting it with back-off when it raises."""
+    """Runs ``loop(stop)`` until ``stop`` is set, restarting it with back-off when it raises.
+    While it waits to restart, ``heartbeat`` reads as degraded (the loop recovers it from
+    ``RESTARTING`` after its next good pass) and keeps beating: the thread is alive, failing."""
 
     def __init__(self, name: str, loop: Callable[[threading.Event], None],
-                 stop: threading.Event, backoff_max: float):
+                 stop: threading.Event, backoff_max: float, heartbeat: Heartbeat):
         super().__init__(name=name, daemon=True)
         self.loop = loop
         self.stop = stop
+        self.heartbeat = heartbeat
         self.backoff = Backoff(min(1.0, backoff_max), backoff_max)
         self.restarts = 0
 
@@ -63,7 +68,20 @@ class Supervised(threading.Thread):
                                 cause, delay)
                 else:
                     log.exception("%s crashed; restarting in %.1f s", self.name, delay)
-                self.stop.wait(delay)
+                self.heartbeat.degrade(RESTARTING, f"restarting after a crash: {reason(cause)}")
+                self.back_off(delay)
+
+    def back_off(self, delay: float) -> None:
+        deadline = time.monotonic() + delay
+        while not self.stop.is_set():
+            try:
+                self.heartbeat.beat()
+            except redis.RedisError as exc:
+                log.debug("%s: no heartbeat while backing off: %s", self.name, exc)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.stop.wait(min(remaining, self.heartbeat.ttl_ms / 3000))
 
 
 class Watcher:
@@ -81,13 +99,13 @@ class Watcher:
         self.heartbeats = {name: Heartbeat(connection, self.keys, name, settings.heartbeat_ttl)
                            for name in (HISTORY, RULES)}
         self._next_history_beat = 0.0
+        self.series_failures: dict[str, int] = {}  # history job -> series failed in its last pass
         self.history = HistoryManager(connection, self.keys, settings, archive,
                                       progress=self.history_progress)
         self.engine = RuleEngine(connection, self.keys, config, started_ms=clock())
         self.threads = [
-            Supervised(HISTORY, self.history_loop, self.stop, settings.restart_backoff_max),
-            Supervised(RULES, self.rules_loop, self.stop, settings.restart_backoff_max),
-        ]
+            Supervised(name, loop, self.stop, settings.restart_backoff_max, self.heartbeats[name])
+            for name, loop in ((HISTORY, self.history_loop), (RULES, self.rules_loop))]
 
     def start(self) -> None:
         for thread in self.threads:
@@ -108,7 +126,9 @@ class Watcher:
         overlap. A job that raises ends this loop with that error, and ``Supervised``
         restarts it with back-off. The heartbeat starts with the first page a roll-up pass
         writes: it is beaten from inside the passes (``history_progress``), since a first pass
-        over a large history can outlast the heartbeat's TTL, and by a job between passes."""
+        over a large history can outlast the heartbeat's TTL, and by a job between passes (also
+        before the first pass ends while degraded, so a failing thread reads as degraded, not
+        down)."""
         settings = self.config.watcher
         failures: list[BaseException] = []
         scheduler = BackgroundScheduler(
@@ -116,18 +136,21 @@ class Watcher:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC)
 
+        heartbeat = self.heartbeats[HISTORY]
+
         def failed(event: JobExecutionEvent) -> None:
+            heartbeat.degrade(event.job_id, f"{event.job_id}: {reason(event.exception)}")
             failures.append(event.exception)
 
         passed = threading.Event()  # a roll-up pass completed since this loop started
 
         def beat() -> None:
-            if passed.is_set():
-                self.heartbeats[HISTORY].beat()
+            if passed.is_set() or heartbeat.degraded()[0]:
+                self.beat_history()
 
         def rollup() -> None:
-            candles = self.history.rollup_pass(self.clock())
-            log.debug("roll-up pass wrote %d candles", candles)
+            report = self.history_passed("rollup", self.history.rollup_pass(self.clock()))
+            log.debug("roll-up pass wrote %d candles", report.count)
             if not passed.is_set():
                 # No scheduler call in here: shutdown() holds the job store lock while it
                 # waits for the running job, so a job that takes that lock never finishes.
@@ -135,9 +158,10 @@ class Watcher:
                 beat()
 
         def trim() -> None:
-            removed = self.history.trim_pass(self.clock())
-            if removed:
-                log.info("trimmed %d items past retention", removed)
+            report = self.history_passed("trim", self.history.trim_pass(self.clock()))
+            if report.count or report.invalid:
+                log.info("trimmed %d items past retention (%d with no valid time), %d series "
+                         "failed", report.count, report.invalid, len(report.failures))
 
         start = datetime.now(UTC)
         scheduler.add_listener(failed, EVENT_JOB_ERROR)
@@ -155,11 +179,27 @@ class Watcher:
         if failures:
             raise RuntimeError("a history job failed") from failures[0]
 
+    def history_passed(self, job: str, report: PassReport) -> PassReport:
+        """Record a finished pass: a series that failed makes the thread degraded until a pass
+        of the same job in which none fails."""
+        heartbeat = self.heartbeats[HISTORY]
+        self.series_failures[job] = len(report.failures)
+        heartbeat.recover(RESTARTING)
+        if report.failures:
+            log.warning("%s pass: %s", job, report.summary())
+            heartbeat.degrade(job, f"{job}: {report.summary()}")
+        else:
+            heartbeat.recover(job)
+        return report
+
+    def beat_history(self) -> None:
+        self.heartbeats[HISTORY].beat(series_failures=sum(self.series_failures.values()))
+
     def history_progress(self) -> None:
         """Called by the history passes after each page (on the scheduler's one worker)."""
         now = time.monotonic()
         if now >= self._next_history_beat:
-            self.heartbeats[HISTORY].beat()
+            self.beat_history()
             self._next_history_beat = now + self.config.watcher.heartbeat_ttl / 3
 
     def rules_loop(self, stop: threading.Event) -> None:
