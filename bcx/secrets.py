@@ -6,11 +6,12 @@ What counts as secret, and how it looks once masked (``MASK`` is ``***``):
 
 - a URL's userinfo: ``redis://user:pw@host`` -> ``redis://user:***@host``; a user part with no
   password is often the token itself, so ``https://tok@host/`` -> ``https://***@host/``;
-- an http(s) URL's path, query and fragment, where webhook services keep their token:
-  ``https://hooks.slack.com/services/T0/B0/XXX`` -> ``https://hooks.slack.com/***`` (a bare
-  ``/`` or no path is left alone);
-- in other URLs (``redis://``, ``rediss://``, ``unix://``, ``ws(s)://``) the path is kept and
-  the values of query parameters named like a password, token, secret or key are masked:
+- the path, query and fragment of an http(s) URL (or any URL of another scheme), where webhook
+  services keep their token: ``https://hooks.slack.com/services/T0/B0/XXX`` ->
+  ``https://hooks.slack.com/***`` (a bare ``/`` or no path is left alone);
+- Redis and websocket URLs (``redis://``, ``rediss://``, ``unix://``, ``ws(s)://``) keep their
+  path (a db number, a socket, a feed endpoint) and only the values of query parameters named
+  like a password, token, secret or key are masked:
   ``unix:///run/redis.sock?db=0&password=pw`` -> ``unix:///run/redis.sock?db=0&password=***``;
 - in a command line, URLs as above and the value of an argument named like a secret
   (``--token X``, ``--token=X``, ``TOKEN=X``);
@@ -37,7 +38,8 @@ MASK = "***"
 # no secret worth the name anyway. They are still masked where their key is printed.
 MIN_LENGTH = 4
 SECRET_NAME = re.compile(r"pass|pwd|token|secret|key|auth|sig|credential", re.IGNORECASE)
-HTTP_SCHEMES = ("http", "https")
+# Schemes whose path and query say where, not who: a Redis db or socket, a market-data feed.
+PATH_KEEPING_SCHEMES = ("redis", "rediss", "unix", "ws", "wss")
 # The ``secret`` mark of a config key that holds a command line (its arguments may be secret).
 COMMAND = "command"
 # What requests/urllib3 leave unescaped when they re-quote a URL (requests.utils.requote_uri),
@@ -56,7 +58,7 @@ def mask_url(url: str) -> str:
         return MASK if url else url
     userinfo, at, hostport = parts.netloc.rpartition("@")
     start = f"{parts.scheme}://" + (f"{_mask_userinfo(userinfo)}@{hostport}" if at else hostport)
-    if parts.scheme.lower() in HTTP_SCHEMES:
+    if parts.scheme.lower() not in PATH_KEEPING_SCHEMES:
         if parts.path in ("", "/") and not parts.query and not parts.fragment:
             return start + parts.path
         return f"{start}/{MASK}"
@@ -118,7 +120,7 @@ def url_secrets(url: str) -> dict[str, str]:
     if at:
         user, colon, password = userinfo.partition(":")
         found[password if colon else user] = MASK
-    if parts.scheme.lower() in HTTP_SCHEMES:
+    if parts.scheme.lower() not in PATH_KEEPING_SCHEMES:
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         for piece in (target, parts.path, parts.query, parts.fragment):
             if piece not in ("", "/"):
