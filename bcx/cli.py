@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from bcx import config as configmod
+from bcx.secrets import Redactor, install_log_filter
 from bcx.timeutil import parse_duration, parse_instant
 
 EXIT_CONFIG = 2
@@ -31,12 +32,15 @@ def setup_logging(level: str) -> None:
 
 
 def load_config(path: str | None) -> configmod.Config:
-    """The config, or a message naming file, section and key and exit status 2."""
+    """The config, or a message naming file, section and key and exit status 2. From here on
+    no log line of the command carries one of the config's secrets."""
     try:
-        return configmod.load(path)
+        cfg = configmod.load(path)
     except configmod.ConfigError as exc:
         click.echo(f"bcx: invalid configuration:\n{exc}", err=True)
         raise SystemExit(EXIT_CONFIG) from None
+    install_log_filter(Redactor.for_config(cfg))
+    return cfg
 
 
 def config_option(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -15,8 +15,10 @@ import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from bcx import secrets
+from bcx.secrets import mask_url as mask_url  # re-exported: callers know it as config.mask_url
 from bcx.timeutil import format_duration, parse_duration
 
 SEARCH_PATH = ("/etc/bcx/bcx.conf", "./bcx.conf")
@@ -220,9 +222,10 @@ def _text(text: str) -> str:
 # --------------------------------------------------------------------------- schema
 
 
-def opt(default: Any, parse: Callable[[str], Any], help: str, *, secret: bool = False,
+def opt(default: Any, parse: Callable[[str], Any], help: str, *, secret: bool | str = False,
         key: str | None = None) -> Any:
-    """A config key: its default, the parser of its string form and its documentation."""
+    """A config key: its default, the parser of its string form and its documentation.
+    ``secret`` marks a value never shown in clear (``secrets.COMMAND`` for a command line)."""
     return field(default=default, metadata={"parse": parse, "help": help, "secret": secret,
                                             "key": key})
 
@@ -295,7 +298,8 @@ class TrackerConfig:
 class ExchangeConfig:
     """[exchange:NAME]: one venue's websocket and the symbols to follow."""
 
-    url: str = opt("", _ws_url, "Websocket URL of the venue's public market-data feed.")
+    url: str = opt("", _ws_url, "Websocket URL of the venue's public market-data feed.",
+                   secret=True)
     symbols: tuple[str, ...] = opt((), _symbols,
                                    "Symbols in normalised BASE-QUOTE form (BTC-USD, ETH-BTC).")
 
@@ -364,7 +368,8 @@ class ServerConfig:
     webhook_timeout: float = opt(5.0, _duration(0.1), "webhook: timeout of one POST.")
     webhook_retries: int = opt(3, _int_min(0), "webhook: retries before dead-lettering.")
     webhook_backoff: float = opt(1.0, _duration(0), "webhook: first retry delay (doubles).")
-    command: str = opt("", _text, "command: program run with the event as JSON on stdin.")
+    command: str = opt("", _text, "command: program run with the event as JSON on stdin.",
+                       secret=secrets.COMMAND)
     command_timeout: float = opt(10.0, _duration(0.1), "command: killed after this long.")
     group: str = opt("bcx-server", _prefix, "Consumer group on the event stream.")
     consumer: str = opt("", _text, "Consumer name; empty means the host name (two servers on "
@@ -549,7 +554,8 @@ def _build(base: Any, section: str, parser: configparser.ConfigParser, path: str
         try:
             changes[spec.name] = spec.metadata["parse"](value)
         except ValueError as exc:
-            problems.append(Problem(source, section, key, value, str(exc)))
+            shown = secrets.mask_value(spec.metadata["secret"], value.strip())
+            problems.append(Problem(source, section, key, shown, str(exc)))
     return replace(base, **changes)
 
 
@@ -600,7 +606,8 @@ def server_problems(server: ServerConfig, path: str) -> list[Problem]:
         try:
             argv = shlex.split(server.command)
         except ValueError as exc:
-            problems.append(Problem(path, "server", "command", server.command,
+            problems.append(Problem(path, "server", "command",
+                                    secrets.mask_command(server.command),
                                     f"a command line shlex can split ({exc})"))
         else:
             if not argv:
@@ -621,18 +628,6 @@ def _section_items(config: Config) -> list[tuple[str, Any]]:
     return items
 
 
-def mask_url(url: str) -> str:
-    """``redis://:secret@host`` -> ``redis://:***@host``; other URLs unchanged."""
-    parts = urlsplit(url)
-    if parts.password is None and not parts.username:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
 def render(config: Config) -> str:
     """The effective configuration as INI, secrets masked."""
     lines = [f"# effective configuration from {config.path}"]
@@ -640,8 +635,7 @@ def render(config: Config) -> str:
         lines.append(f"\n[{section}]")
         for spec in fields(values):
             text = _render(getattr(values, spec.name), spec.metadata["parse"])
-            if spec.metadata["secret"] and text:
-                text = mask_url(text) if "://" in text else "***"
+            text = secrets.mask_value(spec.metadata["secret"], text)
             lines.append(f"{key_of(spec)} = {text}")
     return "\n".join(lines) + "\n"
 

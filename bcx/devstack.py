@@ -18,6 +18,7 @@ import redis
 
 from bcx import config as configmod
 from bcx.redisconn import connect
+from bcx.secrets import Redactor, install_log_filter
 
 log = logging.getLogger("bcx.devstack")
 PRIVATE_PORT = 6379
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except configmod.ConfigError as exc:
         print(f"bcx: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
+    install_log_filter(Redactor.for_config(cfg))
     procfile = Path(args.procfile)
     entries = [line for line in procfile.read_text().splitlines()
                if line.strip() and not line.lstrip().startswith("#")] if procfile.exists() else []

@@ -7,10 +7,14 @@ heartbeating, so long-lived streams are never mistaken for a hung worker.
 
 from __future__ import annotations
 
+from typing import Any
+
 from bcx import config as configmod
+from bcx.secrets import Redactor, install_log_filter
 from web import liveness
 
-_web = configmod.load().web
+_cfg = configmod.load()
+_web = _cfg.web
 
 bind = _web.bind
 workers = _web.workers
@@ -29,6 +33,21 @@ accesslog = "-"
 errorlog = "-"
 
 # The "web" heartbeat that bcx status and the services check (web/liveness.py).
-post_worker_init = liveness.post_worker_init
 worker_exit = liveness.worker_exit
 on_exit = liveness.on_exit
+
+
+def _scrub_logs() -> None:
+    """No line of gunicorn's logs, nor of the app's (which reach logging's last resort),
+    carries a secret of the config."""
+    install_log_filter(Redactor.for_config(_cfg), ("gunicorn.error", "gunicorn.access"))
+
+
+def on_starting(server: Any) -> None:
+    _scrub_logs()
+
+
+def post_worker_init(worker: Any) -> None:
+    # Again in each worker: a reload (SIGHUP) gives gunicorn new log handlers.
+    _scrub_logs()
+    liveness.post_worker_init(worker)

@@ -19,7 +19,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -29,6 +29,7 @@ from bcx.events import TriggerEvent, is_feed_report
 from bcx.heartbeat import Heartbeat
 from bcx.keys import Keys
 from bcx.lifecycle import Backoff
+from bcx.secrets import Redactor
 from bcx.server import history
 from bcx.server.notifiers import DeliveryError, Notifier
 from bcx.timeutil import now_ms
@@ -50,7 +51,8 @@ class Consumer:
 
     def __init__(self, connection: redis.Redis, keys: Keys, server: ServerConfig,
                  notifiers: Sequence[Notifier], stop: threading.Event, *, name: str,
-                 block_ms: int = 1000, heartbeat: Heartbeat | None = None):
+                 block_ms: int = 1000, heartbeat: Heartbeat | None = None,
+                 redact: Callable[[str], str] | None = None):
         self.connection = connection
         self.keys = keys
         self.server = server
@@ -59,6 +61,9 @@ class Consumer:
         self.name = name
         self.block_ms = block_ms
         self.heartbeat = heartbeat
+        # Every failure text is scrubbed before it is logged or recorded: the alert history is
+        # served without authentication by /api/v1.0/alerts.
+        self.redact = redact or Redactor.for_section(server)
         self.stream = keys.events_stream
         self.group = server.group
         self.claim_every = max(1.0, server.claim_idle / 2)
@@ -184,7 +189,7 @@ class Consumer:
             event = TriggerEvent.from_json(fields.get("event") or "")
             payload = event.to_json()
         except (TypeError, ValueError, AttributeError) as exc:
-            error = f"not a trigger event: {type(exc).__name__}: {exc}"
+            error = self.redact(f"not a trigger event: {type(exc).__name__}: {exc}")
             log.error("stream entry %s: %s", entry_id, error)
             self._commit(entry_id, lambda pipe: history.record_undecodable(
                 pipe, self.keys, fields=fields, entry=entry_id, consumer=self.name,
@@ -210,12 +215,14 @@ class Consumer:
         try:
             notifier.deliver(event, payload)
         except DeliveryError as exc:
+            error = self.redact(str(exc))
             log.error("%s gave up on event %s after %d attempt(s): %s", notifier.name, event.id,
-                      exc.attempts, exc)
-            return history.Outcome(notifier.name, False, str(exc), exc.attempts)
+                      exc.attempts, error)
+            return history.Outcome(notifier.name, False, error, exc.attempts)
         except Exception as exc:  # noqa: BLE001 - one broken notifier must not stop the others
             log.exception("%s failed on event %s", notifier.name, event.id)
-            return history.Outcome(notifier.name, False, f"{type(exc).__name__}: {exc}")
+            error = self.redact(f"{type(exc).__name__}: {exc}")
+            return history.Outcome(notifier.name, False, error)
         log.debug("%s delivered event %s", notifier.name, event.id)
         return history.Outcome(notifier.name, True)
 

@@ -1,7 +1,9 @@
 """Notifiers: the ways a trigger event leaves BCX (a JSON-lines log, a webhook, a command).
 
 Each notifier's ``deliver(event, payload)`` returns when the event was handed over and raises
-:class:`DeliveryError` when it gave up on it; ``payload`` is the event's JSON. Retries live
+:class:`DeliveryError` when it gave up on it; ``payload`` is the event's JSON. Failure texts are
+scrubbed of secrets (``redact``) where they are made: an exception of requests embeds the
+webhook URL's path, where services such as Slack keep their token. Retries live
 inside the notifier that needs them (the webhook), so the consumer only sees "done" or "gave up".
 """
 
@@ -21,6 +23,7 @@ import requests
 
 from bcx import config as configmod
 from bcx.events import TriggerEvent
+from bcx.secrets import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +82,10 @@ class WebhookNotifier:
 
     def __init__(self, url: str, timeout: float, retries: int, backoff: float,
                  session: requests.Session | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep,
+                 redact: Callable[[str], str] | None = None):
         self.url = url
+        self.redact = redact or Redactor.for_url(url)
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -99,7 +104,7 @@ class WebhookNotifier:
                                              headers=headers, timeout=self.timeout,
                                              allow_redirects=False)
             except requests.RequestException as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                error = self.redact(f"{type(exc).__name__}: {exc}")
             else:
                 response.close()
                 if 200 <= response.status_code < 300:
@@ -122,9 +127,12 @@ class CommandNotifier:
 
     name = "command"
 
-    def __init__(self, argv: list[str], timeout: float):
+    def __init__(self, argv: list[str], timeout: float,
+                 redact: Callable[[str], str] | None = None):
         self.argv = argv
         self.timeout = timeout
+        self.redact = redact or Redactor.for_section(
+            configmod.ServerConfig(command=shlex.join(argv)))
 
     def deliver(self, event: TriggerEvent, payload: str) -> None:
         env = dict(os.environ, BCX_EVENT_ID=event.id, BCX_EVENT_RULE=event.rule,
@@ -134,7 +142,7 @@ class CommandNotifier:
             process = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE, env=env, start_new_session=True)
         except OSError as exc:
-            raise DeliveryError(f"cannot run {self.argv[0]}: {exc}") from None
+            raise DeliveryError(self.redact(f"cannot run {self.argv[0]}: {exc}")) from None
         try:
             stdout, stderr = process.communicate((payload + "\n").encode("utf-8"),
                                                  timeout=self.timeout)
@@ -143,11 +151,16 @@ class CommandNotifier:
             raise DeliveryError(f"{self.argv[0]} killed after its {self.timeout:g}s "
                                 "timeout") from None
         if stdout:
-            log.debug("command output for event %s: %s", event.id, stdout[-STDERR_TAIL:])
+            log.debug("command output for event %s: %s", event.id, self._tail(stdout))
         if process.returncode != 0:
-            tail = stderr.decode("utf-8", "replace").strip()[-STDERR_TAIL:]
+            tail = self._tail(stderr)
             raise DeliveryError(f"{self.argv[0]} exited with status {process.returncode}"
                                 + (f": {tail}" if tail else ""))
+
+    def _tail(self, output: bytes) -> str:
+        """The end of the program's output, scrubbed before it is cut so no part of a
+        secret survives at the cut."""
+        return self.redact(output.decode("utf-8", "replace").strip())[-STDERR_TAIL:]
 
     def close(self) -> None:
         pass
@@ -168,9 +181,12 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 
 
 def build(server: configmod.ServerConfig, source: str = "bcx.conf",
-          sleep: Callable[[float], None] = time.sleep) -> list[Notifier]:
+          sleep: Callable[[float], None] = time.sleep,
+          redact: Callable[[str], str] | None = None) -> list[Notifier]:
     """The active notifiers in configured order, or ConfigError naming the key a notifier
-    needs and does not have. ``sleep`` is how the webhook waits between retries."""
+    needs and does not have. ``sleep`` is how the webhook waits between retries; ``redact``
+    scrubs failure texts (default: of the server section's own secrets)."""
+    redact = redact or Redactor.for_section(server)
     problems = configmod.server_problems(server, source)
     if problems:
         raise configmod.ConfigError(problems)
@@ -181,7 +197,8 @@ def build(server: configmod.ServerConfig, source: str = "bcx.conf",
         elif name == "webhook":
             built.append(WebhookNotifier(server.webhook_url, server.webhook_timeout,
                                          server.webhook_retries, server.webhook_backoff,
-                                         sleep=sleep))
+                                         sleep=sleep, redact=redact))
         elif name == "command":
-            built.append(CommandNotifier(shlex.split(server.command), server.command_timeout))
+            built.append(CommandNotifier(shlex.split(server.command), server.command_timeout,
+                                         redact=redact))
     return built

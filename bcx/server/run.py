@@ -16,6 +16,7 @@ from bcx.heartbeat import Heartbeat
 from bcx.keys import Keys
 from bcx.lifecycle import install_stop_handlers
 from bcx.redisconn import from_config
+from bcx.secrets import Redactor
 from bcx.server import notifiers as notifiersmod
 from bcx.server.consumer import Consumer
 
@@ -45,8 +46,10 @@ def run(config: configmod.Config) -> int:
                     consumer.beat_if_due()
             time.sleep(min(left, 1.0))
 
+    redact = Redactor.for_config(config)
     try:
-        notifiers = notifiersmod.build(config.server, config.path or "bcx.conf", sleep=pause)
+        notifiers = notifiersmod.build(config.server, config.path or "bcx.conf", sleep=pause,
+                                       redact=redact)
     except configmod.ConfigError as exc:
         print(f"bcx: invalid configuration:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -60,7 +63,7 @@ def run(config: configmod.Config) -> int:
     # request is seen within about a second.
     block_ms = max(10, min(1000, int(config.redis.socket_timeout * 500)))
     consumer = Consumer(connection, keys, config.server, notifiers, stop, name=name,
-                        block_ms=block_ms, heartbeat=heartbeat)
+                        block_ms=block_ms, heartbeat=heartbeat, redact=redact)
     log.info("server %s delivering from %s (group %s) via %s", name, keys.events_stream,
              config.server.group, ", ".join(n.name for n in notifiers) or "no notifier")
     try:

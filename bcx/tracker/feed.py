@@ -21,6 +21,7 @@ from bcx.events import FIRING, RESOLVED, TriggerEvent
 from bcx.exchanges.base import FeedProtocol, MalformedFrame
 from bcx.exchanges.gate import Gate, Refusal
 from bcx.lifecycle import Backoff
+from bcx.secrets import Redactor, mask_url
 from bcx.tracker.stats import FeedStats
 from bcx.tracker.writer import Writer
 
@@ -141,6 +142,7 @@ class Feed:
         self.exchange = exchange
         self.protocol = protocol
         self.url = url
+        self.redact = Redactor.for_url(url)
         self.symbols = tuple(symbols)
         self.config = config
         self.writer = writer
@@ -219,7 +221,7 @@ class Feed:
         :meth:`_working`), so the back-off starts over."""
         protocol = self.protocol(self.symbols)
         url = protocol.connect_url(self.url)
-        self.stats.url = url
+        self.stats.url = shown = mask_url(url)  # served by /api/v1.0/health
         self.errors_this_connection = 0
         self.refusals_this_connection = 0
         ws = BufferedWebSocket(self.config.max_frame_bytes, enable_multithread=False)
@@ -228,10 +230,10 @@ class Feed:
             for frame in protocol.subscribe_frames():
                 ws.send(frame)
         except (websocket.WebSocketException, OSError, ValueError) as exc:
-            self._note_error(f"connect {url}: {_describe(exc)}")
+            self._note_error(f"connect {shown}: {_describe(exc)}")
             _close(ws)
             return False
-        log.info("%s: connected to %s", self.exchange, url)
+        log.info("%s: connected to %s", self.exchange, shown)
         self.working = False
         self.stats.connected = True
         self.stats.connected_since_ms = time.time_ns() // 1_000_000
@@ -357,7 +359,7 @@ class Feed:
                         data[:LOG_FRAME_CHARS])
 
     def _note_error(self, what: str) -> None:
-        self.stats.last_error = what
+        self.stats.last_error = what = self.redact(what)
         log.warning("%s: %s", self.exchange, what)
 
 
