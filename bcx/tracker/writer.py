@@ -89,6 +89,7 @@ class Writer:
         self.retry = Backoff(RETRY_INITIAL, RETRY_MAX)
         self.retry_at = 0.0
         self.warn = ThrottledWarning(log, STATS_WARN_EVERY)
+        self.warn_saturated = ThrottledWarning(log, STATS_WARN_EVERY)
         self.degraded = ""
         self.degraded_since_ms = 0
         self.stopping = threading.Event()
@@ -299,8 +300,8 @@ class Writer:
         pipe = self.connection.pipeline(transaction=False)
         for exchange, symbol in fields:
             pipe.hset(self.keys.gaps(exchange), symbol, COUNTER_MAX)
-            log.warning("gap count of %s:%s reached %d and stays there", exchange, symbol,
-                        COUNTER_MAX)
+            self.warn_saturated("gap count of %s:%s reached %d and stays there", exchange,
+                                symbol, COUNTER_MAX)
         try:
             pipe.execute()
         except (redis.RedisError, OSError) as exc:
