@@ -23,6 +23,12 @@ from bcx.timeutil import iso_ms, now_ms
 COUNTER_MAX = 2**63 - 1
 
 
+def saturated(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with every integer capped at ``COUNTER_MAX``, as Redis can store them."""
+    return {name: min(value, COUNTER_MAX) if isinstance(value, int) else value
+            for name, value in fields.items()}
+
+
 @dataclass
 class FeedStats:
     """One exchange connection loop's counters, as written to ``keys.tracker_stats(ex)``."""
@@ -66,11 +72,6 @@ class FeedStats:
             self._pending_gaps.update(gaps)
 
     def as_hash(self) -> dict[str, Any]:
-        """The counters as written to Redis, each saturated at ``COUNTER_MAX``."""
-        return {name: min(value, COUNTER_MAX) if isinstance(value, int) else value
-                for name, value in self._fields().items()}
-
-    def _fields(self) -> dict[str, Any]:
         return {
             "connected": int(self.connected), "url": self.url, "frames": self.frames,
             "ticks": self.ticks, "parse_errors": self.parse_errors, "gaps": self.gaps,

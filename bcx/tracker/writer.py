@@ -25,7 +25,7 @@ from bcx.lifecycle import Backoff
 from bcx.store import Store
 from bcx.ticks import Tick
 from bcx.timeutil import now_ms
-from bcx.tracker.stats import COUNTER_MAX, DropLog, FeedStats, Latency
+from bcx.tracker.stats import COUNTER_MAX, DropLog, FeedStats, Latency, saturated
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,8 @@ class Writer:
         gaps = [(feed, feed.take_gaps()) for feed in self.feeds]
         pipe = self.connection.pipeline(transaction=False)
         for feed, deltas in gaps:
-            pipe.hset(self.keys.tracker_stats(feed.exchange), mapping=feed.as_hash())
+            pipe.hset(self.keys.tracker_stats(feed.exchange),
+                      mapping=saturated(feed.as_hash()))
             for symbol, missed in deltas.items():
                 pipe.hincrby(self.keys.gaps(feed.exchange), symbol, min(missed, COUNTER_MAX))
         try:
@@ -272,7 +273,7 @@ class Writer:
             self.warn("tracker stats not written: %s", exc)
             return f"stats not written: {exc}"
         failures: list[str] = []
-        saturated: list[tuple[str, str]] = []
+        overflowed: list[tuple[str, str]] = []
         for feed, deltas in gaps:
             reply = next(replies)
             if isinstance(reply, Exception):
@@ -281,14 +282,14 @@ class Writer:
             for symbol, missed in deltas.items():
                 reply = next(replies)
                 if isinstance(reply, redis.ResponseError) and "overflow" in str(reply):
-                    saturated.append((feed.exchange, symbol))
+                    overflowed.append((feed.exchange, symbol))
                 elif isinstance(reply, Exception):
                     # Only this delta goes back: the others are counted already.
                     unwritten[symbol] = missed
                     failures.append(f"{self.keys.gaps(feed.exchange)} {symbol}: {reply}")
             feed.return_gaps(unwritten)
-        if saturated:
-            failures.extend(self._saturate_gaps(saturated))
+        if overflowed:
+            failures.extend(self._saturate_gaps(overflowed))
         if failures:
             self.warn("tracker stats not written: %s", "; ".join(failures))
             return f"stats not written: {failures[0]}"
