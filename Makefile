@@ -65,6 +65,7 @@ bench: setup
 	$(BIN)/python bench/history_bench.py
 	$(BIN)/python bench/replay_bench.py
 	$(BIN)/python bench/ingest_bench.py
+	$(BIN)/python bench/inflight_bench.py --rate 5000
 	$(BIN)/python bench/server_bench.py
 	$(BIN)/python bench/api_bench.py
 

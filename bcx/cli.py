@@ -109,7 +109,8 @@ _instant_arg = _parsed(parse_instant, "epoch seconds, epoch milliseconds or ISO-
               help="Count only heartbeats written at or after INSTANT (epoch s/ms, ISO-8601).")
 def status(config_path: str | None, components: tuple[str, ...], as_json: bool,
            wait: float | None, since: int | None) -> None:
-    """Each component's health from its heartbeat; exit 0 all up, 1 one down, 3 no Redis."""
+    """Each component up/degraded/down with the reason, and stale series; exit 0 all well,
+    1 anything down, degraded or stale, 2 an unknown --component, 3 no Redis."""
     from bcx import status as statusmod
 
     raise SystemExit(statusmod.run(load_config(config_path), components, as_json, wait, since))

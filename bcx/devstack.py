@@ -1,11 +1,12 @@
 """``make run``: start every component under honcho, with a private redis-server when the
-configured Redis cannot be reached (data under ./var, AOF on)."""
+configured Redis cannot be reached (data under ./var, AOF on, a generated password)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -34,24 +35,50 @@ def reachable(url: str) -> bool:
         client.close()
 
 
+def password(directory: Path) -> str:
+    """The private server's password: made once with ``secrets.token_urlsafe``, kept in
+    ``directory/password`` (mode 600) so data written before a restart stays reachable."""
+    path = directory / "password"
+    if not path.exists() or not path.read_text().strip():
+        _write_private(path, secrets.token_urlsafe(32) + "\n")
+    path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by this user alone from the first byte on."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    path.chmod(0o600)
+
+
 def private_redis(var: Path, url: str) -> tuple[subprocess.Popen[bytes], str]:
-    """Start redis-server on loopback, AOF on, data in ``var/redis``; return it and its URL."""
+    """Start redis-server on loopback, AOF on, data in ``var/redis``, the password of
+    ``var/redis/password`` required; return it and its URL (password included). The password
+    goes in a generated ``var/redis/redis.conf`` (mode 600), not on the command line, where
+    ``ps`` would show it to every local user."""
     parts = urlsplit(url)
     local = parts.scheme == "redis" and parts.hostname in ("127.0.0.1", "localhost", "::1")
     port = (parts.port or PRIVATE_PORT) if local else PRIVATE_PORT
     db = (parts.path.lstrip("/") or "0") if local else "0"
     directory = var / "redis"
     directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("bcx: redis-server is not installed (make run installs it as root)")
-    process = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port),
-                                "--dir", str(directory.resolve()), "--appendonly", "yes",
-                                "--logfile", str((directory / "redis.log").resolve())],
+    secret = password(directory)
+    conf = directory / "redis.conf"
+    _write_private(conf, "# Written by `make run` (bcx/devstack.py) at each start.\n"
+                         f"bind 127.0.0.1\nport {port}\ndir \"{directory.resolve()}\"\n"
+                         f"appendonly yes\nlogfile \"{(directory / 'redis.log').resolve()}\"\n"
+                         f"requirepass {secret}\n")
+    process = subprocess.Popen([binary, str(conf.resolve())],
                                # Its own session: a terminal's Ctrl-C must not stop Redis
                                # before the components have flushed into it.
                                start_new_session=True)
-    private_url = f"redis://127.0.0.1:{port}/{db}"
+    private_url = f"redis://:{secret}@127.0.0.1:{port}/{db}"
     client = connect(private_url, socket_timeout=2)
     for _ in range(100):
         try:
@@ -95,8 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         redis_process, url = private_redis(var, cfg.redis.url)
         env["BCX_REDIS_URL"] = url
-        log.info("configured Redis unreachable: started a private redis-server at %s "
-                 "(data in %s/redis, AOF on)", url, var)
+        parts = urlsplit(url)
+        log.info("configured Redis unreachable: started a private redis-server at "
+                 "redis://%s:%s%s (data in %s/redis, AOF on; password in %s/redis/password: "
+                 "REDISCLI_AUTH=\"$(cat %s/redis/password)\" redis-cli -p %s)",
+                 parts.hostname, parts.port, parts.path, var, var, var, parts.port)
     honcho = [sys.executable, "-m", "honcho", "-f", args.procfile, "-d", ".", "start"]
     runner = subprocess.Popen(honcho, env=env)
     # honcho stops the whole stack on SIGINT/SIGTERM; pass ours on so a signal aimed at this

@@ -1,18 +1,17 @@
 """Read-side queries behind the API: latest values with their age, capped raw history and
-health. Stored decimal strings become floats only here, at the edge where JSON
-numbers are produced (Highcharts plots numbers)."""
+the tracker's feed statistics. Stored decimal strings become floats only here, at the edge
+where JSON numbers are produced (Highcharts plots numbers)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import redis
 
-from bcx import heartbeat
-from bcx.keys import Keys, series_id, split_series_id
+from bcx.keys import Keys, series_id
 from bcx.store import Store
 
 FIELDS = ("price", "bid", "ask")
@@ -95,28 +94,6 @@ def history(store: Store, exchange: str, symbol: str, field: str, start_ms: int 
     return {"series": series_id(exchange, symbol), "field": field, "start": start_ms,
             "end": end_ms, "count": len(points), "truncated": truncated,
             "next_end": found[0][0] - 1 if truncated and found else None, "points": points}
-
-
-def health(connection: redis.Redis, keys: Keys, store: Store, now_ms: int,
-           stale_after_s: float, exchanges: Iterable[str] = ()) -> dict[str, Any]:
-    """Each component's heartbeat (up while its TTL key lives), each series' staleness and
-    the tracker's feed statistics of each exchange (configured or seen) that has any;
-    ``healthy`` only when every known component is up and no series is stale."""
-    components = {}
-    for name, beat in heartbeat.read_all(connection, keys).items():
-        components[name] = {"up": beat is not None,
-                            "age_s": None if beat is None else beat.get("age_s"),
-                            "pid": None if beat is None else _int(beat.get("pid")),
-                            "host": None if beat is None else beat.get("host")}
-    series = [{"series": item["series"], "time": item["time"], "age_s": item["age_s"],
-               "stale": item["stale"]}
-              for item in overview(store, now_ms, stale_after_s)]
-    healthy = (all(item["up"] for item in components.values())
-               and not any(item["stale"] for item in series))
-    names = sorted(set(exchanges) | {split_series_id(item["series"])[0] for item in series})
-    return {"healthy": healthy, "redis": "up", "stale_after_s": stale_after_s,
-            "components": components, "series": series,
-            "exchanges": tracker_stats(connection, keys, names)}
 
 
 def tracker_stats(connection: redis.Redis, keys: Keys,

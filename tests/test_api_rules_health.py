@@ -8,6 +8,7 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
+from bcx.health import EXPECTED
 from bcx.heartbeat import Heartbeat
 from bcx.keys import Keys
 from bcx.store import Store
@@ -170,12 +171,14 @@ def test_alerts_are_newest_first_and_limited(client: FlaskClient, r: redis.Redis
 
 def test_health_is_200_when_components_are_up_and_series_fresh(client: FlaskClient,
                                                                r: redis.Redis, keys: Keys) -> None:
-    Heartbeat(r, keys, "tracker", ttl=30).beat()
+    for name in EXPECTED:
+        Heartbeat(r, keys, name, ttl=30).beat()
     Store(r, keys).write([Tick("coinbase", "BTC-USD", now_ms(), price="1")])
     response = client.get(f"{API}/health")
     assert response.status_code == 200
     body = response.get_json()
-    assert body["healthy"] is True and body["components"]["tracker"]["up"] is True
+    assert body["healthy"] is True and body["reasons"] == []
+    assert body["components"]["tracker"]["state"] == "up"
     assert body["series"][0]["stale"] is False
 
 
@@ -187,6 +190,7 @@ def test_health_is_503_when_a_component_is_down(client: FlaskClient, r: redis.Re
     response = client.get(f"{API}/health")
     assert response.status_code == 503
     assert response.get_json()["components"]["watcher"]["up"] is False
+    assert "watcher: no heartbeat" in response.get_json()["reasons"]
 
 
 def test_health_is_503_when_a_series_is_stale(client: FlaskClient, r: redis.Redis,
@@ -194,6 +198,7 @@ def test_health_is_503_when_a_series_is_stale(client: FlaskClient, r: redis.Redi
     Store(r, keys).write([Tick("coinbase", "BTC-USD", now_ms() - 120_000, price="1")])
     response = client.get(f"{API}/health")
     assert response.status_code == 503 and response.get_json()["series"][0]["stale"] is True
+    assert response.get_json()["series"][0]["reason"] == "last tick 120 s ago, stale after 60 s"
 
 
 def test_openapi_documents_every_api_route(app, client: FlaskClient) -> None:

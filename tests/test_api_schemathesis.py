@@ -1,5 +1,6 @@
 """Schemathesis, run from its CLI against the live app on loopback (Redis loaded from the
-recorded Coinbase session, shifted to the present so the series are fresh and /health is 200):
+recorded Coinbase session, shifted to the present so the series are fresh, and every expected
+component beating, so /health is 200):
 no input may yield a 5xx, and every response must match /api/v1.0/openapi.json."""
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import pytest
 import redis
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from bcx.health import EXPECTED
+from bcx.heartbeat import Heartbeat
 from bcx.keys import Keys
 from bcx.store import Store
 from bcx.timeutil import now_ms
@@ -42,6 +45,8 @@ def fresh_server(r: redis.Redis, keys: Keys, redis_url: str) -> Iterator[str]:
     ticks = coinbase_ticks()
     shift = now_ms() - max(tick.ms for tick in ticks)
     Store(r, keys).write([dataclasses.replace(tick, ms=tick.ms + shift) for tick in ticks])
+    for component in EXPECTED:
+        Heartbeat(r, keys, component, ttl=600).beat()
     app = create(make_config(redis_url, stale_after="1h"))
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

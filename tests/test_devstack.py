@@ -42,3 +42,49 @@ def test_an_empty_procfile_is_refused(tmp_path: Path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "names no component" in done.stderr
+
+
+# Run under the stack: an unauthenticated client is refused; BCX_REDIS_URL gets in.
+AUTH_PROBE = """\
+import os, socket
+from urllib.parse import urlsplit
+import redis
+url = os.environ["BCX_REDIS_URL"]
+parts = urlsplit(url)
+with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+    sock.sendall(b"PING\\r\\n")
+    anonymous = sock.recv(200).decode().strip()
+redis.Redis.from_url(url).set("probe", "anonymous: " + anonymous)
+"""
+
+
+def test_the_private_server_requires_the_generated_password(tmp_path: Path):
+    port = free_port()
+    config = tmp_path / "bcx.conf"
+    config.write_text(f"[redis]\nurl = redis://127.0.0.1:{port}/0\n")
+    probe = tmp_path / "probe.py"
+    probe.write_text(AUTH_PROBE)
+    procfile = tmp_path / "Procfile"
+    procfile.write_text(f"probe: exec {sys.executable} {probe}\n")
+    var = tmp_path / "var"
+    done = subprocess.run([sys.executable, "-m", "bcx.devstack", "--config", str(config),
+                           "--procfile", str(procfile), "--var", str(var)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    secret = (var / "redis" / "password").read_text().strip()
+    assert len(secret) >= 32
+    for name in ("password", "redis.conf"):
+        assert (var / "redis" / name).stat().st_mode & 0o777 == 0o600
+    # The password is in the generated redis.conf, never in a log line or on a command line.
+    assert secret not in done.stdout + done.stderr
+    aof = b"".join(path.read_bytes()
+                   for path in (var / "redis").rglob("*.aof*") if path.is_file())
+    assert b"anonymous: -NOAUTH" in aof, aof
+
+
+def test_the_password_is_made_once_and_kept(tmp_path: Path):
+    from bcx.devstack import password
+
+    first = password(tmp_path)
+    assert password(tmp_path) == first
+    assert (tmp_path / "password").stat().st_mode & 0o777 == 0o600

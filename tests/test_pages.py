@@ -21,6 +21,7 @@ from werkzeug.serving import make_server
 
 from bcx import config as configmod
 from bcx import events
+from bcx.health import EXPECTED
 from bcx.heartbeat import Heartbeat
 from bcx.keys import Keys
 from bcx.server.history import record
@@ -306,14 +307,14 @@ def test_alerts_page_shows_a_new_event_live(open_page, r, keys):
 
 # ---------------------------------------------------------------------------------- status
 def test_status_page_shows_heartbeats_and_tracker_stats(open_page, r, keys):
-    for component in ("tracker", "watcher.history", "server"):
+    for component in EXPECTED:
         Heartbeat(r, keys, component, ttl=60).beat()
     r.hset(keys.tracker_stats("coinbase"), mapping={"connected": 1, "frames": 217, "ticks": 107,
                                                     "parse_errors": 0, "reconnects": 2})
     Store(r, keys).write([Tick("coinbase", "BTC-USD", now_ms(), price="1.5")])
     tab = open_page("/status")
     assert tab.page.locator("#overall").inner_text() == "healthy"
-    assert tab.page.locator("#components-table tbody tr").count() == 3
+    assert tab.page.locator("#components-table tbody tr").count() == len(EXPECTED)
     stats = tab.page.locator("#exchanges-table tr[data-exchange='coinbase']").inner_text()
     assert "217" in stats and "reconnects" in stats
     tab.screenshot("status")
@@ -325,14 +326,20 @@ def test_status_page_renders_the_unhealthy_state(open_page, r, keys):
     gone = Heartbeat(r, keys, "watcher.history", ttl=60)
     gone.beat()
     gone.clear()
+    Heartbeat(r, keys, "server", ttl=60).beat(degraded="webhook refused: HTTP 500")
     Store(r, keys).write([Tick("coinbase", "BTC-USD", now_ms() - 3_600_000, price="1.5")])
     tab = open_page("/status")
     assert tab.page.locator("#overall").inner_text() == "unhealthy"
     watcher = tab.page.locator("#components-table tr[data-component='watcher.history']")
     assert "down" in watcher.inner_text() and "stale" in watcher.get_attribute("class")
+    # The reason sits beside every badge that is not green.
+    assert "no heartbeat" in watcher.inner_text()
+    degraded = tab.page.locator("#components-table tr[data-component='server']")
+    assert "degraded" in degraded.inner_text() and "webhook refused" in degraded.inner_text()
     assert "up" in tab.page.locator("tr[data-component='tracker']").inner_text()
     series = tab.page.locator("#series-table tr[data-series='coinbase:BTC-USD']")
     assert "stale" in series.get_attribute("class")
+    assert "last tick " in series.inner_text() and "stale after 60 s" in series.inner_text()
     tab.screenshot("status-unhealthy")
     # /health answers 503 when unhealthy (the API contract); chromium logs any 5xx fetch as a
     # failed resource. That one answer is expected; anything else the page reports is not.
@@ -347,7 +354,8 @@ def test_status_page_renders_the_unhealthy_state(open_page, r, keys):
 # ---------------------------------------------------------------------------------- narrow
 @pytest.mark.parametrize("path", ["/", "/chart/coinbase/{symbol}", "/alerts", "/status"])
 def test_pages_fit_a_narrow_screen(open_page, recorded, r, keys, path):
-    Heartbeat(r, keys, "tracker", ttl=60).beat()
+    for component in EXPECTED:
+        Heartbeat(r, keys, component, ttl=60).beat()
     recorded.write([Tick("coinbase", s, now_ms(), price="1.0") for _, s in recorded.series()])
     symbol = busiest(recorded)[1]
     tab = open_page(path.format(symbol=symbol), width=375, height=740)

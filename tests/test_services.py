@@ -92,6 +92,12 @@ def test_status_since_ignores_a_heartbeat_left_by_an_earlier_process(r, keys, co
     assert status(conf, "--component", "tracker", "--wait", "300ms")[0] == 1
 
 
+def test_status_of_an_unknown_component_is_an_error_naming_it(r, keys, conf):
+    result = CliRunner().invoke(main, ["status", "--config", str(conf), "--component", "nope"])
+    assert result.exit_code == 2
+    assert "unknown component 'nope'" in result.output and "tracker" in result.output
+
+
 def test_status_exits_three_when_redis_is_unreachable(tmp_path):
     path = tmp_path / "bcx.conf"
     path.write_text(f"[redis]\nurl = redis://127.0.0.1:{free_port()}/0\nsocket_timeout = 1s\n")

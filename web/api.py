@@ -11,6 +11,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from bcx import aggregate, query, rulebook
+from bcx import health as healthmod
 from bcx.config import FIELDS, Config
 from bcx.keys import Keys
 from bcx.server.history import recent_alerts
@@ -179,8 +180,8 @@ def _authorise() -> None:
 @bp.get("/health")
 def health() -> tuple[Response, int]:
     _args()
-    report = query.health(_connection(), _keys(), _store(), now_ms(), _cfg().web.stale_after,
-                          exchanges=tuple(_cfg().exchanges))
+    report = healthmod.report(_connection(), _keys(), now_ms(), _cfg().web.stale_after,
+                              exchanges=tuple(_cfg().exchanges))
     return jsonify(report), 200 if report["healthy"] else 503
 
 

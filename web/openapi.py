@@ -163,18 +163,30 @@ def schemas(cfg: Config) -> dict[str, Any]:
             "$ref": "#/components/schemas/Rule"}}}, ["rules"]),
         "Health": _object({
             "healthy": {"type": "boolean"}, "redis": {"type": "string"},
+            "reasons": {"type": "array", "items": {"type": "string"}, "description":
+                        "one line per component not up or series stale, with the reason"},
             "stale_after_s": {"type": "number"},
             "components": {"type": "object", "additionalProperties": _object({
-                "up": {"type": "boolean"}, "age_s": NUMBER_OR_NULL,
+                "state": {"type": "string", "enum": ["up", "degraded", "down"]},
+                "up": {"type": "boolean"},
+                "reason": {"type": "string", "description": "why it is not up (empty when "
+                           "up): no heartbeat, a late beat, a gone process or the "
+                           "component's own degraded text"},
+                "age_s": NUMBER_OR_NULL, "interval_s": NUMBER_OR_NULL, "ttl_s": NUMBER_OR_NULL,
                 "pid": {"type": "integer", "nullable": True},
-                "host": {"type": "string", "nullable": True}}, ["up"])},
+                "host": {"type": "string", "nullable": True}, "time_ms": MS_OR_NULL,
+                "degraded_since_ms": MS_OR_NULL,
+                "info": {"type": "object", "additionalProperties": {"type": "string"},
+                         "description": "the component's own heartbeat fields"}},
+                ["state", "up", "reason"])},
             "series": {"type": "array", "items": _object({
                 "series": {"type": "string"}, "time": MS_OR_NULL, "age_s": NUMBER_OR_NULL,
-                "stale": {"type": "boolean"}}, ["series", "stale"])},
+                "stale": {"type": "boolean"}, "reason": {"type": "string"}},
+                ["series", "stale"])},
             "exchanges": {"type": "object", "description": "the tracker's feed statistics "
                           "per exchange (connected, frames, ticks, parse_errors, gaps, "
                           "reconnects, …)", "additionalProperties": {"type": "object"}}},
-            ["healthy", "components", "series"]),
+            ["healthy", "reasons", "components", "series"]),
     }
 
 

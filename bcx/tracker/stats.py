@@ -19,6 +19,16 @@ from bcx.keys import series_id
 from bcx.ticks import Tick
 from bcx.timeutil import iso_ms, now_ms
 
+# Redis integers are signed 64-bit: a counter stops here instead of overflowing (a trade-id
+# jump past 2**63 is counted as that many missed trades, saturated, not as an error).
+COUNTER_MAX = 2**63 - 1
+
+
+def saturated(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with every integer capped at ``COUNTER_MAX``, as Redis can store them."""
+    return {name: min(value, COUNTER_MAX) if isinstance(value, int) else value
+            for name, value in fields.items()}
+
 
 @dataclass
 class FeedStats:
@@ -51,8 +61,9 @@ class FeedStats:
     def add_gaps(self, gaps: Iterable[tuple[str, int]]) -> None:
         with self._gap_lock:
             for symbol, missed in gaps:
-                self._pending_gaps[symbol] += missed
-                self.gaps += missed
+                self._pending_gaps[symbol] = min(COUNTER_MAX,
+                                                 self._pending_gaps[symbol] + missed)
+                self.gaps = min(COUNTER_MAX, self.gaps + missed)
 
     def take_gaps(self) -> Counter[str]:
         """The gaps counted since the last call, per symbol (for HINCRBY)."""

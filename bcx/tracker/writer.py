@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 
 import redis
@@ -24,7 +24,8 @@ from bcx.keys import Keys
 from bcx.lifecycle import Backoff
 from bcx.store import Store
 from bcx.ticks import Tick
-from bcx.tracker.stats import DropLog, FeedStats, Latency
+from bcx.timeutil import now_ms
+from bcx.tracker.stats import COUNTER_MAX, DropLog, FeedStats, Latency, saturated
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,30 @@ RETRY_INITIAL = 0.05
 RETRY_MAX = 1.0
 # Frames a feed may queue ahead of the writer before it waits (at least two batches).
 INBOX_MIN = 1000
+# A stats or heartbeat write that keeps failing is logged at most this often (seconds).
+STATS_WARN_EVERY = 60.0
+
+
+class ThrottledWarning:
+    """Logs a WARNING at most once per ``every`` seconds; the messages held back in between
+    are counted in the next one, so a failure repeated each second is one line a minute."""
+
+    def __init__(self, logger: logging.Logger, every: float):
+        self.logger = logger
+        self.every = every
+        self.next_at = 0.0
+        self.held = 0
+
+    def __call__(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now < self.next_at:
+            self.held += 1
+            return
+        if self.held:
+            message, args = f"{message} (and %d more since the last report)", (*args, self.held)
+        self.logger.warning(message, *args)
+        self.held = 0
+        self.next_at = now + self.every
 
 
 class Writer:
@@ -47,7 +72,8 @@ class Writer:
         self.feeds = list(feeds)
         self.stream_maxlen = stream_maxlen
         self.store = Store(connection, keys, publish_ticks=config.publish_ticks)
-        self.heartbeat = Heartbeat(connection, keys, "tracker", config.heartbeat_ttl)
+        self.heartbeat = Heartbeat(connection, keys, "tracker", config.heartbeat_ttl,
+                                   interval=config.stats_interval)
         self.inbox: queue.SimpleQueue[list[Tick] | None] = queue.SimpleQueue()
         self.inbox_limit = max(2 * config.batch_size, INBOX_MIN)
         self.room = threading.Event()
@@ -62,6 +88,10 @@ class Writer:
         self.redis_up = True
         self.retry = Backoff(RETRY_INITIAL, RETRY_MAX)
         self.retry_at = 0.0
+        self.warn = ThrottledWarning(log, STATS_WARN_EVERY)
+        self.warn_saturated = ThrottledWarning(log, STATS_WARN_EVERY)
+        self.degraded = ""
+        self.degraded_since_ms = 0
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="tracker-writer", daemon=True)
 
@@ -207,32 +237,88 @@ class Writer:
 
     # ------------------------------------------------------------------ stats and events
     def _write_stats(self) -> None:
-        """Feed stats, gap deltas, pending feed events and the heartbeat; all best effort,
-        retried at the next interval when Redis is down."""
-        gaps = [(feed, feed.take_gaps()) for feed in self.feeds]
-        try:
-            pipe = self.connection.pipeline(transaction=False)
-            for feed, deltas in gaps:
-                pipe.hset(self.keys.tracker_stats(feed.exchange), mapping=feed.as_hash())
-                for symbol, missed in deltas.items():
-                    pipe.hincrby(self.keys.gaps(feed.exchange), symbol, missed)
+        """Feed stats and gap deltas, pending feed events, then the heartbeat: each step on
+        its own, so one that fails (Redis down, a key of the wrong type) is retried at the
+        next interval and never stops the others; above all never the heartbeat."""
+        stats_problem = self._write_feed_stats()
+        problem = self._publish_events() or stats_problem
+        if problem is None:
+            self.degraded, self.degraded_since_ms = "", 0
+        else:
+            self.degraded = problem
+            self.degraded_since_ms = self.degraded_since_ms or now_ms()
+        if not self.stopping.is_set():
             try:
-                pipe.execute()
-            except (redis.RedisError, OSError):
-                # Only deltas not yet counted go back: returned after a later failure
-                # (the events, the heartbeat) they would be counted twice.
-                for feed, deltas in gaps:
-                    feed.return_gaps(deltas)
-                raise
+                self.heartbeat.beat(**self._heartbeat_info())
+            except (redis.RedisError, OSError) as exc:
+                self.warn("tracker heartbeat not written: %s", exc)
+                return
+        self.window.reset()
+
+    def _write_feed_stats(self) -> str | None:
+        """Each feed's stats hash and its gap deltas (HINCRBY, saturating at COUNTER_MAX);
+        the deltas of a failed increment go back to be retried. Returns what failed."""
+        gaps = [(feed, feed.take_gaps()) for feed in self.feeds]
+        pipe = self.connection.pipeline(transaction=False)
+        for feed, deltas in gaps:
+            pipe.hset(self.keys.tracker_stats(feed.exchange),
+                      mapping=saturated(feed.as_hash()))
+            for symbol, missed in deltas.items():
+                pipe.hincrby(self.keys.gaps(feed.exchange), symbol, min(missed, COUNTER_MAX))
+        try:
+            replies = iter(pipe.execute(raise_on_error=False))
+        except (redis.RedisError, OSError) as exc:
+            for feed, deltas in gaps:
+                feed.return_gaps(deltas)
+            self.warn("tracker stats not written: %s", exc)
+            return f"stats not written: {exc}"
+        failures: list[str] = []
+        overflowed: list[tuple[str, str]] = []
+        for feed, deltas in gaps:
+            reply = next(replies)
+            if isinstance(reply, Exception):
+                failures.append(f"{self.keys.tracker_stats(feed.exchange)}: {reply}")
+            unwritten: Counter[str] = Counter()
+            for symbol, missed in deltas.items():
+                reply = next(replies)
+                if isinstance(reply, redis.ResponseError) and "overflow" in str(reply):
+                    overflowed.append((feed.exchange, symbol))
+                elif isinstance(reply, Exception):
+                    # Only this delta goes back: the others are counted already.
+                    unwritten[symbol] = missed
+                    failures.append(f"{self.keys.gaps(feed.exchange)} {symbol}: {reply}")
+            feed.return_gaps(unwritten)
+        if overflowed:
+            failures.extend(self._saturate_gaps(overflowed))
+        if failures:
+            self.warn("tracker stats not written: %s", "; ".join(failures))
+            return f"stats not written: {failures[0]}"
+        return None
+
+    def _saturate_gaps(self, fields: Sequence[tuple[str, str]]) -> list[str]:
+        """Set gap counts whose increment would overflow to COUNTER_MAX (only this thread
+        writes them, so nothing changes them in between)."""
+        pipe = self.connection.pipeline(transaction=False)
+        for exchange, symbol in fields:
+            pipe.hset(self.keys.gaps(exchange), symbol, COUNTER_MAX)
+            self.warn_saturated("gap count of %s:%s reached %d and stays there", exchange,
+                                symbol, COUNTER_MAX)
+        try:
+            pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            return [f"saturated gap counts: {exc}"]
+        return []
+
+    def _publish_events(self) -> str | None:
+        """Relay pending feed events in order; what fails stays for the next interval."""
+        try:
             while self.events:
                 publish(self.connection, self.keys, self.events[0], self.stream_maxlen)
                 self.events.popleft()
-            if not self.stopping.is_set():
-                self.heartbeat.beat(**self._heartbeat_info())
         except (redis.RedisError, OSError) as exc:
-            log.debug("stats not written: %s", exc)
-            return
-        self.window.reset()
+            self.warn("%d feed events not published yet: %s", len(self.events), exc)
+            return f"feed events not published: {exc}"
+        return None
 
     def _heartbeat_info(self) -> dict[str, object]:
         p50 = self.window.percentile(50)
@@ -244,6 +330,9 @@ class Writer:
             "dropped": self.dropped.total,
             "latency_p50_ms": "" if p50 is None else round(p50, 1),
             "latency_p99_ms": "" if p99 is None else round(p99, 1),
+            # The shared "degraded" contract: empty while everything is written.
+            "degraded": self.degraded,
+            "degraded_since_ms": self.degraded_since_ms or "",
         }
 
     def _finish(self) -> None:

@@ -1,5 +1,6 @@
-/* The status page: component heartbeats, the tracker's per-exchange feed statistics and each
-   series' staleness, polled from /api/v1.0/health (which answers 503 when unhealthy). */
+/* The status page: each component up/degraded/down with the reason, the tracker's per-exchange
+   feed statistics and each series' staleness, polled from /api/v1.0/health (which answers 503
+   when unhealthy). */
 "use strict";
 
 (() => {
@@ -20,16 +21,20 @@
     return String(value);
   }
 
+  // Every badge that is not green has its reason beside it.
+  const reason = (text) => (text ? BCX.el("span", { class: "reason" }, ` ${text}`) : null);
+
   function components(data) {
     const names = Object.keys(data.components || {}).sort();
     return names.map((name) => {
       const c = data.components[name];
-      return BCX.el("tr", { dataset: { component: name }, class: c.up ? "" : "stale" },
-        BCX.el("td", {}, name), BCX.el("td", {}, badge(c.up, "up", "down")),
-        BCX.el("td", { class: "num" }, c.up ? `${BCX.fmtAge(c.age_s)} ago` : "–"),
+      const state = c.state || (c.up ? "up" : "down");
+      return BCX.el("tr", { dataset: { component: name, state }, class: c.up ? "" : "stale" },
+        BCX.el("td", {}, name),
+        BCX.el("td", {}, BCX.el("span", { class: `badge ${state}` }, state), reason(c.reason)),
+        BCX.el("td", { class: "num" }, c.age_s != null ? `${BCX.fmtAge(c.age_s)} ago` : "–"),
         BCX.el("td", {}, c.host || "–"), BCX.el("td", { class: "num" }, c.pid ?? "–"),
-        BCX.el("td", { class: "wrap" }, Object.entries(c)
-          .filter(([key]) => !["up", "age_s", "host", "pid"].includes(key))
+        BCX.el("td", { class: "wrap" }, Object.entries(c.info || {})
           .map(([key, value]) => `${key}=${value}`).join(" ")));
     });
   }
@@ -58,7 +63,7 @@
       BCX.el("td", {}, BCX.el("a", { href: BCX.chartUrl(item.series) }, item.series)),
       BCX.el("td", { class: "num age" }, BCX.fmtAge(item.age_s)),
       BCX.el("td", {}, item.stale ? BCX.el("span", { class: "badge stale" }, "stale")
-        : badge(true, "fresh", ""))));
+        : badge(true, "fresh", ""), item.stale ? reason(item.reason) : null)));
   }
 
   function fill(id, rows, empty) {
@@ -78,6 +83,7 @@
     }
     overall.className = `badge ${data.healthy ? "up" : "down"}`;
     overall.textContent = data.healthy ? "healthy" : "unhealthy";
+    overall.title = (data.reasons || []).join("\n");
     fill("components-table", components(data), "No component has written a heartbeat.");
     fill("exchanges-table", exchanges(data), "No tracker statistics.");
     fill("series-table", series(data), "No series.");
