@@ -84,10 +84,13 @@ def test_two_adds_racing_for_the_last_place_do_not_both_pass(
     other = connect(redis_url)
     read_names = rulebook._name_of
     raced: list[rulebook.Rule] = []
+    racing = False
 
     def name_of_then_race(text: str) -> object:
         # The other add lands after this one read the hash and before it writes.
-        if not raced:
+        nonlocal racing
+        if not racing:
+            racing = True
             raced.append(rulebook.save_rule(other, keys, config, rule("the-other")))
         return read_names(text)
 
