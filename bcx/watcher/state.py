@@ -64,7 +64,7 @@ class RuleState:
         return self.instances.setdefault(key, Instance())
 
     def fingerprint(self) -> tuple[tuple[str, str, int | None, int | None, bool], ...]:
-        """Equal exactly when ``to_json()`` is, at a fraction of its cost: an evaluation
+        """Changes whenever ``to_json()`` would, at a fraction of its cost: an evaluation
         compares it before and after to save only the states that changed."""
         return tuple((key, value.state, value.since, value.fired, value.armed)
                      for key, value in self.instances.items())
