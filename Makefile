@@ -68,6 +68,7 @@ bench: setup
 	$(BIN)/python bench/inflight_bench.py --rate 5000
 	$(BIN)/python bench/server_bench.py
 	$(BIN)/python bench/api_bench.py
+	$(BIN)/python bench/rules_bench.py
 
 # Boot-time services (README "Install as a service"); both honour DESTDIR and are idempotent.
 install: venv node

@@ -389,6 +389,8 @@ class WebConfig:
     api_token: str = opt("", _text, "Bearer token for rule writes; empty disables writes.",
                          secret=True)
     history_cap: int = opt(10000, _int_min(1), "Most points one history response returns.")
+    rules_max: int = opt(1000, _int_min(1), "Most rules the API stores (rules of bcx.conf do "
+                         "not count); adding one more is refused with 409.")
     stale_after: float = opt(60.0, _duration(1), "A series older than this counts as stale.")
     sse_keepalive: float = opt(15.0, _duration(1), "Keep-alive comment period on the SSE stream.")
     workers: int = opt(2, _int_min(1), "gunicorn worker processes.")

@@ -1,7 +1,10 @@
 """Alert rules from both sources: ``[rule:NAME]`` sections and rules stored in Redis.
 
 Stored rules are JSON objects with the keys of a ``[rule:NAME]`` section plus ``name``, kept in
-the ``rules`` hash by id; they are validated by the same parsers as the config file.
+the ``rules`` hash by id; they are validated by the same parsers as the config file. Adding one
+is refused when its series is neither configured nor known, its name is taken, or the hash
+already holds ``[web] rules_max`` rules (only rules stored through the API count: the config
+file's are the operator's).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import redis
 
 from bcx import config as configmod
 from bcx.config import Config, RuleConfig
-from bcx.keys import Keys
+from bcx.keys import Keys, split_series_id
+from bcx.store import Store
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 CONFIG_PREFIX = "conf:"
@@ -51,6 +55,20 @@ class RuleError(ValueError):
     def __init__(self, field: str, message: str):
         self.field = field
         super().__init__(f"{field}: {message}")
+
+
+class RuleConflict(Exception):
+    """A valid rule that cannot be added as things stand: its name is taken or the API's rules
+    are at ``[web] rules_max``."""
+
+
+class UnknownSeries(RuleError):
+    """A rule for a series that no tracked exchange is configured with and Redis never saw:
+    it could never fire."""
+
+    def __init__(self, series: str):
+        super().__init__("series", f"unknown series {series}: neither in the symbols of an "
+                                   "exchange the tracker streams nor seen in Redis")
 
 
 def parse_rule(document: Any) -> tuple[str, RuleConfig]:
@@ -127,30 +145,86 @@ def config_rules(config: Config) -> list[Rule]:
 
 def stored_rules(connection: redis.Redis, keys: Keys) -> list[Rule]:
     """Rules kept in Redis; a stored document that no longer validates is skipped."""
-    out = []
-    for rule_id, text in sorted(connection.hgetall(keys.rules).items()):
-        try:
-            name, spec = parse_rule(json.loads(text))
-        except (ValueError, RuleError):
-            continue
-        out.append(Rule(rule_id, name, "api", spec))
-    return out
+    found = (_stored(rule_id, text)
+             for rule_id, text in sorted(connection.hgetall(keys.rules).items()))
+    return [rule for rule in found if rule is not None]
+
+
+def stored_rule(connection: redis.Redis, keys: Keys, rule_id: str) -> Rule | None:
+    """One rule kept in Redis, or None when there is none (or it no longer validates)."""
+    text = connection.hget(keys.rules, rule_id)
+    return None if text is None else _stored(rule_id, text)
+
+
+def _stored(rule_id: str, text: str) -> Rule | None:
+    try:
+        name, spec = parse_rule(json.loads(text))
+    except (ValueError, RuleError):
+        return None
+    return Rule(rule_id, name, "api", spec)
 
 
 def all_rules(connection: redis.Redis, keys: Keys, config: Config) -> list[Rule]:
     return config_rules(config) + stored_rules(connection, keys)
 
 
-def save_rule(connection: redis.Redis, keys: Keys, document: Any) -> Rule:
-    """Validate and store a rule; returns it with its new id. Watchers are told at once."""
+def save_rule(connection: redis.Redis, keys: Keys, config: Config, document: Any) -> Rule:
+    """Validate and store a rule; returns it with its new id. Watchers are told at once.
+
+    Raises ``RuleError`` (``UnknownSeries`` for a series that could never fire) or
+    ``RuleConflict`` (name taken, or ``[web] rules_max`` reached)."""
     name, spec = parse_rule(document)
+    _check_series(connection, keys, config, spec)
+    if name in config.rules:
+        raise RuleConflict(f"a rule named {name!r} already exists: {CONFIG_PREFIX}{name}")
     rule = Rule(uuid.uuid4().hex[:12], name, "api", spec)
     stored = {key: value for key, value in rule.to_dict().items() if key not in ("id", "source")}
-    pipe = connection.pipeline(transaction=True)
-    pipe.hset(keys.rules, rule.id, json.dumps(stored))
-    pipe.publish(keys.rules_changed_channel, rule.id)
-    pipe.execute()
+    limit = config.web.rules_max
+
+    def add(pipe: redis.client.Pipeline) -> None:
+        # Under WATCH: a concurrent add changes the hash and this one is retried, so two
+        # requests can neither both take the last free place nor both take one name.
+        texts = pipe.hgetall(keys.rules)
+        if len(texts) >= limit:
+            raise RuleConflict(f"the API holds {len(texts)} rules, the most [web] rules_max "
+                               f"({limit}) allows; delete one first")
+        for rule_id, text in texts.items():
+            if _name_of(text) == name:
+                raise RuleConflict(f"a rule named {name!r} already exists: {rule_id}")
+        pipe.multi()
+        pipe.hset(keys.rules, rule.id, json.dumps(stored))
+        pipe.publish(keys.rules_changed_channel, rule.id)
+
+    connection.transaction(add, keys.rules)
     return rule
+
+
+def _name_of(text: str) -> Any:
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None
+    return document.get("name") if isinstance(document, dict) else None
+
+
+def _check_series(connection: redis.Redis, keys: Keys, config: Config,
+                  spec: RuleConfig) -> None:
+    """A rule must watch something that can produce data: a series of a tracked exchange's
+    ``symbols`` or one Redis has seen; a ``feed_down`` rule (whose series only names an
+    exchange, or is empty for every exchange) an exchange the tracker streams or has seen."""
+    if not spec.series:
+        return
+    exchange, symbol = split_series_id(spec.series)
+    tracked = exchange in config.tracker.exchanges
+    store = Store(connection, keys)
+    if spec.kind == "feed_down":
+        if not tracked and all(known != exchange for known, _ in store.series()):
+            raise UnknownSeries(spec.series)
+        return
+    if tracked and symbol in config.exchange(exchange).symbols:
+        return
+    if not store.has_series(exchange, symbol):
+        raise UnknownSeries(spec.series)
 
 
 def delete_rule(connection: redis.Redis, keys: Keys, rule_id: str) -> bool:

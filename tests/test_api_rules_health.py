@@ -125,7 +125,7 @@ def test_rule_documents_are_held_to_the_documented_schema(client: FlaskClient, c
     {**RULE, "kind": "change_pct", "threshold": -2.5, "window": "15m"},
     {**RULE, "enabled": False, "for": 30, "cooldown": "1.5m", "window": 60},
     {"name": "feed", "kind": "feed_down", "series": "", "threshold": None},
-    {"name": "quiet", "kind": "stale", "series": "kraken:ETH-USD", "threshold": 0.5},
+    {"name": "quiet", "kind": "stale", "series": "coinbase:ETH-USD", "threshold": 0.5},
 ])
 def test_rule_documents_the_schema_allows_are_accepted(client: FlaskClient,
                                                        document: dict) -> None:
@@ -134,6 +134,7 @@ def test_rule_documents_the_schema_allows_are_accepted(client: FlaskClient,
 
 def test_a_listed_rule_can_be_posted_back(client: FlaskClient) -> None:
     posted = client.post(f"{API}/rules", json={**RULE, "window": "1h"}, headers=AUTH)
+    client.delete(f"{API}/rules/{posted.get_json()['id']}", headers=AUTH)  # its name is free
     again = client.post(f"{API}/rules", json=posted.get_json(), headers=AUTH)
     assert again.status_code == 201
     assert {**again.get_json(), "id": None} == {**posted.get_json(), "id": None}

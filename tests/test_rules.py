@@ -232,8 +232,8 @@ def test_stored_rules_are_evaluated_and_reloaded(r, keys, tmp_path):
     from bcx.rulebook import save_rule
 
     harness = Harness(r, keys, load_config(tmp_path, ""))
-    saved = save_rule(r, keys, {"name": "api-rule", "kind": "below", "series": SERIES,
-                                "threshold": 50})
+    saved = save_rule(r, keys, harness.engine.config,
+                      {"name": "api-rule", "kind": "below", "series": SERIES, "threshold": 50})
     harness.engine.reload()
     harness.tick(1, price="49")
     [(_, fields)] = r.xrange(keys.events_stream)
@@ -284,8 +284,8 @@ def test_a_deleted_stored_rule_leaves_no_state_behind(r, keys, tmp_path):
     from bcx.rulebook import delete_rule, save_rule
 
     harness = Harness(r, keys, load_config(tmp_path, ""))
-    saved = save_rule(r, keys, {"name": "api-rule", "kind": "above", "series": SERIES,
-                                "threshold": 50})
+    saved = save_rule(r, keys, harness.engine.config,
+                      {"name": "api-rule", "kind": "above", "series": SERIES, "threshold": 50})
     harness.engine.reload()
     delete_rule(r, keys, saved.id)
     harness.tick(1, price="51")  # evaluated before the change notice was read

@@ -144,9 +144,13 @@ def add_rule() -> tuple[Response, int]:
         # Nested deeper than the JSON reader goes (silent= only covers ValueError).
         document = None
     try:
-        rule = rulebook.save_rule(_connection(), _keys(), document)
+        rule = rulebook.save_rule(_connection(), _keys(), _cfg(), document)
+    except rulebook.UnknownSeries as exc:
+        return error_response(422, str(exc).partition(": ")[2], parameter=exc.field)
     except rulebook.RuleError as exc:
         raise query.QueryError(exc.field, str(exc).partition(": ")[2]) from None
+    except rulebook.RuleConflict as exc:
+        return error_response(409, str(exc))
     return jsonify(rule.to_dict()), 201
 
 

@@ -243,7 +243,12 @@ def document(cfg: Config) -> dict[str, Any]:
                     "201": _ok("Rule", "Created"), "400": _error("The rule is invalid."),
                     "401": _error("Missing or wrong token."),
                     "403": _error("Writes are disabled (no [web] api_token)."),
-                    "413": _error("Body too large.")}),
+                    "409": _error("A rule of that name exists (the message names its id), "
+                                  "or the API already holds [web] rules_max "
+                                  f"({cfg.web.rules_max}) rules."),
+                    "413": _error("Body too large."),
+                    "422": _error("The series is neither configured for a tracked exchange "
+                                  "nor known to Redis, so the rule could never fire.")}),
                     "security": [{"bearer": []}],
                     "requestBody": {"required": True, "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/RuleInput"}}}}},
