@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from bcx.config import RedisConfig
@@ -86,6 +87,7 @@ class LazyCluster:
         self._build = build
         self._client: RedisCluster | None = None
         self._lock = threading.Lock()
+        self._retry: Retry | None = None
 
     @property
     def client(self) -> RedisCluster:
@@ -93,11 +95,20 @@ class LazyCluster:
             with self._lock:
                 if self._client is None:
                     try:
-                        self._client = self._build()
+                        client = self._build()
                     except RedisClusterException as exc:
                         raise redis.ConnectionError(f"no Redis Cluster node answered: {exc}"
                                                     ) from exc
+                    if self._retry is not None:
+                        client.set_retry(self._retry)
+                    self._client = client
         return self._client
+
+    def set_retry(self, retry: Retry) -> None:
+        """Applied when the client is built (or at once if it is)."""
+        self._retry = retry
+        if self._client is not None:
+            self._client.set_retry(retry)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
