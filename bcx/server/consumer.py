@@ -232,8 +232,8 @@ class Consumer:
                               "delivered again after restart", entry_id, exc)
                     return
                 delay = backoff.next()
-                log.warning("acknowledging %s failed (%s); retrying in %.1fs", entry_id, exc,
-                            delay)
+                log.warning("acknowledging %s failed (%s: %s); retrying in %.1fs", entry_id,
+                            type(exc).__name__, exc, delay)
                 self.stop.wait(delay)
 
     # ------------------------------------------------------------------ heartbeat
