@@ -1,4 +1,5 @@
-"""Trigger events: their JSON form, and publishing them live (pub/sub) and durably (stream).
+"""Trigger events: their JSON form; :func:`publish` hands one to the event stream
+(``bcx.store.events``: durably to the stream, live to pub/sub).
 
 Two kinds of event share the stream: the watcher's rule events (``rule`` = the rule id), which
 are alerts, and the tracker's feed reports (``kind`` ``feed_down``, ``rule``
@@ -18,6 +19,7 @@ from typing import Any
 import redis
 
 from bcx.keys import Keys
+from bcx.store.events import EventStream
 from bcx.timeutil import now_ms
 
 FIRING = "firing"
@@ -64,12 +66,6 @@ def is_feed_report(event: TriggerEvent | Mapping[str, Any]) -> bool:
 
 
 def publish(connection: redis.Redis, keys: Keys, event: TriggerEvent, maxlen: int) -> str:
-    """XADD to the capped stream (the source of truth), then PUBLISH (the live path); returns
-    the stream entry id. Not one transaction: Redis Cluster refuses PUBLISH inside one. An
-    error between the two leaves the event in the stream, so the server still delivers it;
-    only live viewers miss it."""
-    payload = event.to_json()
-    entry_id = connection.xadd(keys.events_stream, {"event": payload}, maxlen=maxlen,
-                               approximate=True)
-    connection.publish(keys.events_channel, payload)
-    return entry_id
+    """Publish ``event`` to the stream and the live channel (see
+    :meth:`bcx.store.events.EventStream.publish`); returns the stream entry id."""
+    return EventStream(connection, keys).publish(event.to_json(), maxlen)

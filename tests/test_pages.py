@@ -26,6 +26,7 @@ from bcx.heartbeat import Heartbeat
 from bcx.keys import Keys
 from bcx.server.history import record
 from bcx.store import Store
+from bcx.store.alerts import AlertLog
 from bcx.ticks import Tick
 from bcx.timeutil import now_ms
 from tests.api_support import coinbase_ticks
@@ -274,8 +275,8 @@ def delivered(r: redis.Redis, keys: Keys, *found: events.TriggerEvent) -> None:
     """Record events as the alert server records each one it delivered."""
     pipe = r.pipeline()
     for event in found:
-        record(pipe, keys, event=json.loads(event.to_json()), entry="0-1", consumer="test",
-               outcomes=[], alerts_max=100, dead_letter_max=100)
+        record(AlertLog(r, keys), pipe, event=json.loads(event.to_json()), entry="0-1",
+               consumer="test", outcomes=[], alerts_max=100, dead_letter_max=100)
     pipe.execute()
 
 

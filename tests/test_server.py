@@ -14,9 +14,10 @@ from bcx import events
 from bcx.events import TriggerEvent
 from bcx.heartbeat import Heartbeat
 from bcx.keys import Keys
-from bcx.server import history
 from bcx.server.consumer import Consumer
 from bcx.server.notifiers import CommandNotifier, LogNotifier, WebhookNotifier
+from bcx.store.alerts import AlertLog
+from bcx.store.events import EventStream
 from tests.server_support import (
     WebhookReceiver,
     duplicates,
@@ -44,7 +45,8 @@ class Running:
                                         dead_letter_max=50)
         connection = self.redis_server.client()
         beat = Heartbeat(connection, self.keys, "server", 30) if heartbeat else None
-        consumer = Consumer(connection, self.keys, server, notifiers, threading.Event(),
+        consumer = Consumer(EventStream(connection, self.keys), AlertLog(connection, self.keys),
+                            server, notifiers, threading.Event(),
                             name=name, block_ms=100, heartbeat=beat)
         thread = threading.Thread(target=consumer.run, daemon=True)
         thread.start()
@@ -91,7 +93,7 @@ def test_alert_history_is_newest_first_with_each_notifier_outcome(r, keys, runni
     ids = publish_events(r, keys, 3)
     running.start([LogNotifier(str(tmp_path / "alerts.jsonl")), webhook(receiver)])
     wait_for(lambda: r.llen(keys.alerts) == 3, message="three alerts recorded")
-    alerts = history.recent_alerts(r, keys, limit=2)
+    alerts = AlertLog(r, keys).recent_alerts(2)
     assert [alert["id"] for alert in alerts] == [ids[2], ids[1]]
     assert alerts[0]["delivery"]["notifiers"] == {"log": "ok", "webhook": "ok"}
     assert alerts[0]["delivery"]["consumer"] == "test"
@@ -104,7 +106,7 @@ def test_alert_history_is_capped(r, keys, running, receiver):
     wait_for(delivered(receiver, set(ids)), timeout=30, message="60 webhook deliveries")
     wait_for(lambda: pending_count(r, keys, GROUP) == 0, message="every event acknowledged")
     assert r.llen(keys.alerts) == 50
-    assert history.recent_alerts(r, keys, limit=1000)[0]["id"] == ids[-1]
+    assert AlertLog(r, keys).recent_alerts(1000)[0]["id"] == ids[-1]
 
 
 def test_webhook_down_dead_letters_and_the_log_still_delivers(r, keys, running, receiver,
@@ -117,13 +119,13 @@ def test_webhook_down_dead_letters_and_the_log_still_delivers(r, keys, running, 
     wait_for(lambda: pending_count(r, keys, GROUP) == 0, message="every event acknowledged")
     assert log_ids(log_path) == ids
     assert receiver.count() == 9  # each event: one try and two retries
-    letters = history.dead_letters(r, keys, limit=10)
+    letters = AlertLog(r, keys).dead_letters(10)
     assert [letter["id"] for letter in letters] == ids[::-1]
     failure = letters[0]["failure"]
     assert failure["notifier"] == "webhook"
     assert failure["attempts"] == 3
     assert "HTTP 503" in failure["error"]
-    alert = history.recent_alerts(r, keys, limit=1)[0]
+    alert = AlertLog(r, keys).recent_alerts(1)[0]
     assert alert["delivery"]["notifiers"] == {"webhook": "failed: HTTP 503 Service Unavailable",
                                               "log": "ok"}
 
@@ -145,7 +147,7 @@ def test_a_broken_notifier_does_not_stop_the_others(r, keys, running, receiver):
     running.start([Exploding(), webhook(receiver)])
     wait_for(delivered(receiver, set(ids)), message="webhook deliveries")
     wait_for(lambda: r.llen(keys.dead_letter) == 2, message="two dead letters")
-    assert history.dead_letters(r, keys)[0]["failure"]["error"] == "KeyError: 'bug'"
+    assert AlertLog(r, keys).dead_letters()[0]["failure"]["error"] == "KeyError: 'bug'"
 
 
 
@@ -155,7 +157,7 @@ def test_a_hung_command_is_dead_lettered_and_the_webhook_still_delivers(r, keys,
     running.start([CommandNotifier(["sleep", "30"], timeout=0.3), webhook(receiver)])
     wait_for(delivered(receiver, set(ids)), timeout=20, message="the webhook delivery")
     wait_for(lambda: r.llen(keys.dead_letter) == 1, timeout=20, message="one dead letter")
-    failure = history.dead_letters(r, keys)[0]["failure"]
+    failure = AlertLog(r, keys).dead_letters()[0]["failure"]
     assert failure["notifier"] == "command"
     assert "killed after its 0.3s timeout" in failure["error"]
 
@@ -173,7 +175,7 @@ def test_tracker_feed_reports_are_acknowledged_not_delivered(r, keys, running, r
     wait_for(lambda: pending_count(r, keys, GROUP) == 0, message="both entries acknowledged")
     assert receiver.ids() == ids
     assert log_ids(log_path) == ids
-    assert [alert["id"] for alert in history.recent_alerts(r, keys)] == ids
+    assert [alert["id"] for alert in AlertLog(r, keys).recent_alerts()] == ids
 
 
 def test_own_pending_events_are_delivered_first_on_start(r, keys, running, receiver):
@@ -206,7 +208,7 @@ def test_an_undecodable_entry_is_dead_lettered_and_acknowledged(r, keys, running
     running.start([webhook(receiver)])
     wait_for(delivered(receiver, set(ids)), message="the good event")
     wait_for(lambda: pending_count(r, keys, GROUP) == 0, message="every entry acknowledged")
-    letters = history.dead_letters(r, keys)
+    letters = AlertLog(r, keys).dead_letters()
     assert [letter["failure"]["notifier"] for letter in letters] == ["decode", "decode"]
     assert letters[1]["raw"] == {"event": "not json"}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bcx.server.history import recent_alerts
+from bcx.store.alerts import AlertLog
 from tests.server_support import (
     duplicates,
     log_ids,
@@ -101,7 +101,7 @@ def test_sigterm_mid_delivery_finishes_the_event_then_exits_zero(r, keys, server
     # wait unclaimed in the stream for the next start rather than pending on this consumer.
     assert receiver.ids() == ids[:1]
     assert pending_count(r, keys, GROUP) == 0
-    assert [alert["id"] for alert in recent_alerts(r, keys)] == ids[:1]
+    assert [alert["id"] for alert in AlertLog(r, keys).recent_alerts()] == ids[:1]
 
 
 @pytest.mark.parametrize("names", [("", ""), ("server-1", "server-2")],

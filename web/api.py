@@ -14,8 +14,9 @@ from bcx import aggregate, query, rulebook
 from bcx import health as healthmod
 from bcx.config import FIELDS, Config
 from bcx.keys import Keys
-from bcx.server.history import recent_alerts
 from bcx.store import Store
+from bcx.store.alerts import AlertLog
+from bcx.store.channels import Channels
 from bcx.timeutil import now_ms
 from web import openapi, params, sse
 from web.errors import error_response
@@ -124,7 +125,7 @@ def _default_day(args: Any) -> tuple[int, int]:
 def alerts() -> Response:
     args = _args("limit")
     limit = params.integer(args, "limit", 50, 1, ALERTS_MAX)
-    return jsonify(alerts=recent_alerts(_connection(), _keys(), limit))
+    return jsonify(alerts=AlertLog(_connection(), _keys()).recent_alerts(limit))
 
 
 @bp.get("/rules")
@@ -194,13 +195,14 @@ def stream() -> Response:
     args = _args("series")
     wanted = params.series_filter(args, "series")
     cfg = _cfg()
-    pubsub = sse.subscribe(_connection(), _keys(), cfg.redis.socket_timeout)
-    response = Response(sse.events(pubsub, _keys(), wanted, cfg.web.sse_keepalive),
+    subscription = sse.subscribe(Channels(_connection(), _keys()), _keys(),
+                                 cfg.redis.socket_timeout)
+    response = Response(sse.events(subscription, _keys(), wanted, cfg.web.sse_keepalive),
                         mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # proxies must pass events on at once
     # A body the server never started iterating is closed without running its finally.
-    response.call_on_close(pubsub.close)
+    response.call_on_close(subscription.close)
     return response
 
 

@@ -1,16 +1,44 @@
 """JSON errors for the API: ``{"error": {"status": 400, "message": "…"}}``, never a traceback.
-Redis being unreachable is a 503 the client can retry, not a 500."""
+Redis being unreachable is a 503 the client can retry, not a 500. A Redis misconfiguration
+(``bcx.store.errors.advice``) is a 503 too, since no client can fix it; the operator reads
+what to change in the log, at ERROR, at most once per ``ADVICE_EVERY`` seconds."""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from bcx.store import errors as redis_errors
+
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5
+ADVICE_EVERY = 60.0  # seconds between two log lines of the same misconfiguration
+
+
+class AdviceLog:
+    """Logs each distinct advice at ERROR at most once per ``every`` seconds (a request
+    rate of errors must not flood the log)."""
+
+    def __init__(self, every: float = ADVICE_EVERY):
+        self.every = every
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, advice: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(advice)
+            if last is not None and now - last < self.every:
+                return
+            self._last[advice] = now
+        log.error("Redis is misconfigured: %s", advice)
 
 
 def error_response(status: int, message: str, **extra: Any) -> tuple[Response, int]:
@@ -27,11 +55,19 @@ def init_app(app: Flask) -> None:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response, status
 
+    advise = AdviceLog()
+
     @app.errorhandler(redis.RedisError)
     def redis_down(exc: redis.RedisError) -> tuple[Response, int]:
-        log.warning("Redis error answering a request: %s", exc)
-        response, status = error_response(503, "Redis is unavailable; try again shortly")
-        response.headers["Retry-After"] = "5"
+        advice = redis_errors.advice(exc)
+        if advice is not None:
+            advise(advice)
+            message = "the server's Redis is misconfigured; its operator has to fix it"
+        else:
+            log.warning("Redis error answering a request: %s", exc)
+            message = "Redis is unavailable; try again shortly"
+        response, status = error_response(503, message)
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response, status
 
     @app.errorhandler(Exception)

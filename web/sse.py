@@ -1,10 +1,9 @@
 """The live stream: Server-Sent Events of tick batches (``event: tick``) and trigger events
 (``event: alert``) relayed from Redis pub/sub, with keep-alive comments. Each client holds its
-own PubSub connection, unsubscribed and closed when the client goes away."""
+own subscription (``bcx.store.channels``), unsubscribed and closed when the client goes away."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -16,6 +15,7 @@ import redis
 from bcx.events import is_feed_report
 from bcx.keys import Keys
 from bcx.query import num
+from bcx.store.channels import Channels, Message, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -58,37 +58,23 @@ def alert_payload(message: str, wanted: frozenset[str] | None) -> dict[str, Any]
     return event
 
 
-def subscribe(connection: redis.Redis, keys: Keys, timeout: float) -> redis.client.PubSub:
-    """A PubSub on both channels, returned only once Redis has confirmed both subscriptions,
-    so anything published after the client's first event reaches it."""
-    pubsub = connection.pubsub()
-    try:
-        pubsub.subscribe(keys.ticks_channel, keys.events_channel)
-        deadline = time.monotonic() + timeout
-        confirmed = 0
-        while confirmed < 2:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise redis.TimeoutError("no subscribe confirmation from Redis")
-            message = pubsub.get_message(timeout=remaining)
-            if message and message["type"] == "subscribe":
-                confirmed += 1
-    except BaseException:
-        pubsub.close()
-        raise
-    return pubsub
+def subscribe(channels: Channels, keys: Keys, timeout: float) -> Subscription:
+    """A subscription to the tick and event channels, confirmed by Redis, so anything
+    published after the client's first event reaches it."""
+    return channels.subscribe(keys.ticks_channel, keys.events_channel, timeout=timeout)
 
 
-def events(pubsub: redis.client.PubSub, keys: Keys, wanted: frozenset[str] | None,
+def events(subscription: Subscription, keys: Keys, wanted: frozenset[str] | None,
            keepalive: float) -> Iterator[str]:
     """The SSE body. A client that disconnects makes the server close this generator at its
-    next write (at the latest the next keep-alive), which unsubscribes and closes the PubSub."""
+    next write (at the latest the next keep-alive), which unsubscribes and closes the
+    subscription."""
     try:
         yield f"retry: {RETRY_MS}\n: connected\n\n"
         last_write = time.monotonic()
         while True:
             wait = max(0.0, keepalive - (time.monotonic() - last_write))
-            message = pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+            message = subscription.get(timeout=wait)
             chunk = _chunk(message, keys, wanted) if message else None
             if chunk is None and time.monotonic() - last_write >= keepalive:
                 chunk = ": keep-alive\n\n"
@@ -99,18 +85,14 @@ def events(pubsub: redis.client.PubSub, keys: Keys, wanted: frozenset[str] | Non
         # The client's EventSource reconnects after RETRY_MS; nothing more can be sent now.
         log.warning("SSE stream ends: Redis failed: %s", exc)
     finally:
-        with contextlib.suppress(redis.RedisError):
-            pubsub.unsubscribe()
-        pubsub.close()
+        subscription.close()
 
 
-def _chunk(message: dict[str, Any], keys: Keys, wanted: frozenset[str] | None) -> str | None:
-    if message.get("type") != "message":
-        return None
-    if message["channel"] == keys.ticks_channel:
-        ticks = tick_payload(message["data"], wanted)
+def _chunk(message: Message, keys: Keys, wanted: frozenset[str] | None) -> str | None:
+    if message.channel == keys.ticks_channel:
+        ticks = tick_payload(message.data, wanted)
         return frame("tick", ticks) if ticks else None
-    if message["channel"] == keys.events_channel:
-        event = alert_payload(message["data"], wanted)
+    if message.channel == keys.events_channel:
+        event = alert_payload(message.data, wanted)
         return frame("alert", event) if event is not None else None
     return None

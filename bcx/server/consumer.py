@@ -27,11 +27,13 @@ import redis
 from bcx.config import ServerConfig
 from bcx.events import TriggerEvent, is_feed_report
 from bcx.heartbeat import Heartbeat
-from bcx.keys import Keys
 from bcx.lifecycle import Backoff
 from bcx.secrets import Redactor
 from bcx.server import history
 from bcx.server.notifiers import DeliveryError, Notifier
+from bcx.store import errors
+from bcx.store.alerts import AlertLog
+from bcx.store.events import EventStream
 from bcx.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -42,19 +44,19 @@ CLAIM_BATCH = 10
 # group's consumer list does not grow with every host (or consumer name) that ever served.
 FORGET_IDLE_S = 3600.0
 
-Entry = tuple[str, "dict[str, str] | None"]
-
 
 class Consumer:
     """One member of the server's consumer group. ``run()`` delivers until ``stop`` is set and
-    returns after finishing the event in hand."""
+    returns after finishing the event in hand; it waits out transient Redis errors
+    (``bcx.store.errors.is_transient``) and raises
+    :class:`~bcx.store.errors.RedisMisconfigured` on a fatal one."""
 
-    def __init__(self, connection: redis.Redis, keys: Keys, server: ServerConfig,
+    def __init__(self, events: EventStream, alerts: AlertLog, server: ServerConfig,
                  notifiers: Sequence[Notifier], stop: threading.Event, *, name: str,
                  block_ms: int = 1000, heartbeat: Heartbeat | None = None,
                  redact: Callable[[str], str] | None = None):
-        self.connection = connection
-        self.keys = keys
+        self.events = events
+        self.alerts = alerts
         self.server = server
         self.notifiers = list(notifiers)
         self.stop = stop
@@ -64,7 +66,6 @@ class Consumer:
         # Every failure text is scrubbed before it is logged or recorded: the alert history is
         # served without authentication by /api/v1.0/alerts.
         self.redact = redact or Redactor.for_section(server)
-        self.stream = keys.events_stream
         self.group = server.group
         self.claim_every = max(1.0, server.claim_idle / 2)
         self.beat_every = max(0.5, (heartbeat.ttl_ms / 3000) if heartbeat else 10.0)
@@ -89,36 +90,33 @@ class Consumer:
                     self._next_claim = time.monotonic() + self.claim_every
                 self.read_new()
                 self.backoff.reset()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                delay = self.backoff.next()
-                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
-                self.stop.wait(delay)
-                # A read whose reply was lost left its entry pending on this consumer.
-                joined = False
-            except redis.ResponseError as exc:
-                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
+            except (redis.RedisError, OSError) as exc:
+                if errors.is_transient(exc):
+                    delay = self.backoff.next()
+                    log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+                    self.stop.wait(delay)
+                elif "NOGROUP" in str(exc) or "UNBLOCKED" in str(exc):
+                    # The stream or group vanished (Redis restarted without persistence, or
+                    # someone deleted the key): create it again and start over.
+                    log.warning("consumer group %s is gone (%s); recreating it", self.group,
+                                exc)
+                else:
+                    errors.check(exc)
                     raise
-                # The stream or group vanished (Redis restarted without persistence, or
-                # someone deleted the key): create it again and start over.
-                log.warning("consumer group %s is gone (%s); recreating it", self.group, exc)
+                # A read whose reply was lost left its entry pending on this consumer.
                 joined = False
 
     def ensure_group(self) -> None:
         """Create the group at id 0 (so a first start delivers everything already in the
         stream) together with the stream; an existing group is kept as it is."""
-        try:
-            self.connection.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-            log.info("created consumer group %s on %s", self.group, self.stream)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        if self.events.ensure_group(self.group):
+            log.info("created consumer group %s on %s", self.group, self.events.stream)
 
     def deliver_own_pending(self) -> None:
         """Entries this consumer name read but never acknowledged (it crashed mid-delivery)."""
         cursor = "0"
         while not self.stop.is_set():
-            entries = self._entries(self.connection.xreadgroup(
-                self.group, self.name, {self.stream: cursor}, count=PENDING_BATCH))
+            entries = self.events.read_pending(self.group, self.name, cursor, PENDING_BATCH)
             if not entries:
                 return
             log.info("re-delivering %d pending event(s) of consumer %s", len(entries),
@@ -134,10 +132,8 @@ class Consumer:
         idle_ms = int(self.server.claim_idle * 1000)
         cursor = "0-0"
         while not self.stop.is_set():
-            reply = self.connection.xautoclaim(self.stream, self.group, self.name, idle_ms,
-                                               start_id=cursor, count=CLAIM_BATCH)
-            cursor, claimed = reply[0], reply[1]
-            deleted = reply[2] if len(reply) > 2 else []
+            cursor, claimed, deleted = self.events.autoclaim(self.group, self.name, idle_ms,
+                                                             cursor, CLAIM_BATCH)
             if deleted:
                 log.error("%d pending event(s) were trimmed from the stream before delivery: "
                           "%s", len(deleted), ", ".join(deleted[:10]))
@@ -154,27 +150,17 @@ class Consumer:
 
     def forget_departed(self) -> None:
         forget_ms = max(FORGET_IDLE_S, 2 * self.server.claim_idle) * 1000
-        for info in self.connection.xinfo_consumers(self.stream, self.group):
+        for info in self.events.consumers(self.group):
             if (info["name"] != self.name and int(info["pending"]) == 0
                     and int(info["idle"]) > forget_ms):
-                self.connection.xgroup_delconsumer(self.stream, self.group, info["name"])
+                self.events.delconsumer(self.group, info["name"])
                 log.info("removed departed consumer %s from group %s", info["name"], self.group)
 
     def read_new(self) -> None:
         """Block (briefly, so a stop request is seen promptly) for one new entry. One at a
         time: an entry read is an entry handled before the next stop check."""
-        reply = self.connection.xreadgroup(self.group, self.name, {self.stream: ">"}, count=1,
-                                           block=self.block_ms)
-        for entry_id, fields in self._entries(reply):
+        for entry_id, fields in self.events.read_new(self.group, self.name, 1, self.block_ms):
             self.handle(entry_id, fields)
-
-    @staticmethod
-    def _entries(reply: Any) -> list[Entry]:
-        if not reply:
-            return []
-        if isinstance(reply, dict):  # RESP3 shape
-            return [entry for entries in reply.values() for entry in entries[0]]
-        return [entry for _stream, entries in reply for entry in entries]
 
     # ------------------------------------------------------------------ one event
     def handle(self, entry_id: str, fields: dict[str, str] | None) -> None:
@@ -192,7 +178,7 @@ class Consumer:
             error = self.redact(f"not a trigger event: {type(exc).__name__}: {exc}")
             log.error("stream entry %s: %s", entry_id, error)
             self._commit(entry_id, lambda pipe: history.record_undecodable(
-                pipe, self.keys, fields=fields, entry=entry_id, consumer=self.name,
+                self.alerts, pipe, fields=fields, entry=entry_id, consumer=self.name,
                 error=error, dead_letter_max=self.server.dead_letter_max))
             return
         if is_feed_report(event):
@@ -203,7 +189,7 @@ class Consumer:
         outcomes = [self._deliver(notifier, event, payload) for notifier in self.notifiers]
         document = json.loads(payload)
         self._commit(entry_id, lambda pipe: history.record(
-            pipe, self.keys, event=document, entry=entry_id, consumer=self.name,
+            self.alerts, pipe, event=document, entry=entry_id, consumer=self.name,
             outcomes=outcomes, alerts_max=self.server.alerts_max,
             dead_letter_max=self.server.dead_letter_max))
         self.stats["handled"] += 1
@@ -226,26 +212,28 @@ class Consumer:
         log.debug("%s delivered event %s", notifier.name, event.id)
         return history.Outcome(notifier.name, True)
 
-    def _commit(self, entry_id: str, queue: Any) -> None:
-        """Record and XACK in one transaction. The notifiers are done by now, so a Redis outage
-        here is waited out rather than re-delivering; only a stop request gives up, leaving
-        the entry pending for the next start (a duplicate, never a loss)."""
+    def _commit(self, entry_id: str, queue: Callable[[Any], None]) -> None:
+        """Record and XACK in one transaction. The notifiers are done by now, so a transient
+        Redis error here (lost connection, READONLY after a failover, LOADING, …) is waited
+        out rather than re-delivering; only a stop request gives up, leaving the entry pending
+        for the next start (a duplicate, never a loss). A fatal one raises
+        :class:`~bcx.store.errors.RedisMisconfigured`; the entry stays pending too."""
         backoff = Backoff(0.2, 10.0)
         while True:
             try:
-                pipe = self.connection.pipeline(transaction=True)
-                queue(pipe)
-                pipe.xack(self.stream, self.group, entry_id)
-                pipe.execute()
+                self.events.ack_and_record(self.group, entry_id, queue)
                 return
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except (redis.RedisError, OSError) as exc:
+                if not errors.is_transient(exc):
+                    errors.check(exc)
+                    raise
                 if self.stop.is_set():
                     log.error("could not acknowledge event %s (%s); it stays pending and is "
                               "delivered again after restart", entry_id, exc)
                     return
                 delay = backoff.next()
-                log.warning("acknowledging %s failed (%s); retrying in %.1fs", entry_id, exc,
-                            delay)
+                log.warning("acknowledging %s failed (%s: %s); retrying in %.1fs", entry_id,
+                            type(exc).__name__, exc, delay)
                 self.stop.wait(delay)
 
     # ------------------------------------------------------------------ heartbeat

@@ -1,5 +1,6 @@
-"""The alert history and the dead-letter list: how handled events are recorded in Redis and
-read back (the web API's ``/api/v1.0/alerts`` reads through :func:`recent_alerts`).
+"""The alert history and the dead-letter list: what the documents of handled events hold.
+``bcx.store.alerts.AlertLog`` stores them and reads them back (the web API's
+``/api/v1.0/alerts`` reads :meth:`~bcx.store.alerts.AlertLog.recent_alerts`).
 
 Both are capped LISTs, newest first, of JSON objects. An alert is the event's own fields plus
 ``delivery``::
@@ -16,17 +17,13 @@ event's fields and ``notifier`` "decode".
 
 from __future__ import annotations
 
-import json
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from bcx.keys import Keys
+from bcx.store.alerts import AlertLog
 from bcx.timeutil import now_ms
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,57 +39,44 @@ class Outcome:
         return "ok" if self.ok else f"failed: {self.error}"
 
 
-def record(pipe: redis.client.Pipeline, keys: Keys, *, event: dict[str, Any], entry: str,
+def alert(event: dict[str, Any], *, entry: str, consumer: str, outcomes: list[Outcome],
+          time: int) -> dict[str, Any]:
+    """The alert-history document of a handled event."""
+    return dict(event, delivery={"entry": entry, "time": time, "consumer": consumer,
+                                 "notifiers": {o.notifier: o.summary() for o in outcomes}})
+
+
+def failures(event: dict[str, Any], *, entry: str, consumer: str, outcomes: list[Outcome],
+             time: int) -> list[dict[str, Any]]:
+    """One dead letter per notifier that gave up on the event."""
+    return [dict(event, failure={"notifier": o.notifier, "error": o.error,
+                                 "attempts": o.attempts, "time": time, "entry": entry,
+                                 "consumer": consumer})
+            for o in outcomes if not o.ok]
+
+
+def undecodable(fields: dict[str, str], *, entry: str, consumer: str, error: str,
+                time: int) -> dict[str, Any]:
+    """The dead letter of a stream entry that holds no readable event: kept for inspection
+    instead of blocking the group forever."""
+    return {"raw": fields, "failure": {"notifier": "decode", "error": error, "attempts": 1,
+                                       "time": time, "entry": entry, "consumer": consumer}}
+
+
+def record(alerts: AlertLog, pipe: redis.client.Pipeline, *, event: dict[str, Any], entry: str,
            consumer: str, outcomes: list[Outcome], alerts_max: int,
            dead_letter_max: int) -> None:
     """Queue on ``pipe`` the alert-history entry of a handled event and one dead letter per
     notifier that gave up, each list trimmed to its cap."""
     time = now_ms()
-    alert = dict(event, delivery={"entry": entry, "time": time, "consumer": consumer,
-                                  "notifiers": {o.notifier: o.summary() for o in outcomes}})
-    pipe.lpush(keys.alerts, json.dumps(alert, separators=(",", ":")))
-    pipe.ltrim(keys.alerts, 0, alerts_max - 1)
-    failed = [o for o in outcomes if not o.ok]
-    for outcome in failed:
-        letter = dict(event, failure={"notifier": outcome.notifier, "error": outcome.error,
-                                      "attempts": outcome.attempts, "time": time,
-                                      "entry": entry, "consumer": consumer})
-        pipe.lpush(keys.dead_letter, json.dumps(letter, separators=(",", ":")))
-    if failed:
-        pipe.ltrim(keys.dead_letter, 0, dead_letter_max - 1)
+    alerts.record(pipe, alert(event, entry=entry, consumer=consumer, outcomes=outcomes,
+                              time=time),
+                  failures(event, entry=entry, consumer=consumer, outcomes=outcomes, time=time),
+                  alerts_max=alerts_max, dead_letter_max=dead_letter_max)
 
 
-def record_undecodable(pipe: redis.client.Pipeline, keys: Keys, *, fields: dict[str, str],
+def record_undecodable(alerts: AlertLog, pipe: redis.client.Pipeline, *, fields: dict[str, str],
                        entry: str, consumer: str, error: str, dead_letter_max: int) -> None:
-    """Queue on ``pipe`` the dead letter of a stream entry that holds no readable event, so a
-    malformed entry is kept for inspection instead of blocking the group forever."""
-    letter = {"raw": fields, "failure": {"notifier": "decode", "error": error, "attempts": 1,
-                                         "time": now_ms(), "entry": entry,
-                                         "consumer": consumer}}
-    pipe.lpush(keys.dead_letter, json.dumps(letter, separators=(",", ":")))
-    pipe.ltrim(keys.dead_letter, 0, dead_letter_max - 1)
-
-
-def _read(connection: redis.Redis, key: str, limit: int) -> list[dict[str, Any]]:
-    if limit <= 0:
-        return []
-    out = []
-    for text in connection.lrange(key, 0, limit - 1):
-        try:
-            item = json.loads(text)
-        except ValueError:
-            log.warning("skipping an unreadable entry in %s", key)
-            continue
-        if isinstance(item, dict):
-            out.append(item)
-    return out
-
-
-def recent_alerts(connection: redis.Redis, keys: Keys, limit: int = 100) -> list[dict[str, Any]]:
-    """The ``limit`` most recently handled events, newest first (see the module docstring)."""
-    return _read(connection, keys.alerts, limit)
-
-
-def dead_letters(connection: redis.Redis, keys: Keys, limit: int = 100) -> list[dict[str, Any]]:
-    """The ``limit`` most recent notifier failures, newest first."""
-    return _read(connection, keys.dead_letter, limit)
+    """Queue on ``pipe`` the dead letter of an undecodable stream entry."""
+    letter = undecodable(fields, entry=entry, consumer=consumer, error=error, time=now_ms())
+    alerts.record_undecodable(pipe, letter, dead_letter_max=dead_letter_max)

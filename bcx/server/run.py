@@ -19,6 +19,9 @@ from bcx.redisconn import from_config
 from bcx.secrets import Redactor
 from bcx.server import notifiers as notifiersmod
 from bcx.server.consumer import Consumer
+from bcx.store.alerts import AlertLog
+from bcx.store.errors import RedisMisconfigured
+from bcx.store.events import EventStream
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,8 @@ def consumer_name(server: configmod.ServerConfig) -> str:
 
 
 def run(config: configmod.Config) -> int:
-    """Deliver trigger events until SIGTERM/SIGINT; 0 after a clean stop, 2 on bad config."""
+    """Deliver trigger events until SIGTERM/SIGINT; 0 after a clean stop, 2 on bad config
+    (including a Redis misconfiguration: the message names the setting to fix)."""
     consumer: Consumer | None = None
 
     def pause(seconds: float) -> None:
@@ -62,12 +66,16 @@ def run(config: configmod.Config) -> int:
     # XREADGROUP's block must end before the socket timeout, and soon enough that a stop
     # request is seen within about a second.
     block_ms = max(10, min(1000, int(config.redis.socket_timeout * 500)))
-    consumer = Consumer(connection, keys, config.server, notifiers, stop, name=name,
-                        block_ms=block_ms, heartbeat=heartbeat, redact=redact)
+    consumer = Consumer(EventStream(connection, keys), AlertLog(connection, keys),
+                        config.server, notifiers, stop, name=name, block_ms=block_ms,
+                        heartbeat=heartbeat, redact=redact)
     log.info("server %s delivering from %s (group %s) via %s", name, keys.events_stream,
              config.server.group, ", ".join(n.name for n in notifiers) or "no notifier")
     try:
         consumer.run()
+    except RedisMisconfigured as exc:
+        log.error("server %s stops: %s", name, exc)
+        return EXIT_CONFIG
     finally:
         for notifier in notifiers:
             notifier.close()

@@ -22,6 +22,18 @@ _TRANSIENT_REPLIES = ("NOREPLICAS", "LOADING", "READONLY", "TRYAGAIN", "CLUSTERD
                       "MASTERDOWN")
 
 
+# redis-py prefixes an error raised inside a pipeline with the failing command:
+# "Command # 2 (XACK …) of pipeline caused error: WRONGTYPE …". The reply is what counts.
+_PIPELINE_NOTE = " of pipeline caused error: "
+
+
+def _reply(exc: BaseException) -> str:
+    text = str(exc)
+    if text.startswith("Command # ") and _PIPELINE_NOTE in text:
+        return text.split(_PIPELINE_NOTE, 1)[1]
+    return text
+
+
 class RedisMisconfigured(Exception):
     """A Redis error that waiting will not cure; the message names the setting to fix."""
 
@@ -33,7 +45,7 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (*_TRANSIENT, OSError)):
         return True
     if isinstance(exc, redis.RedisError):
-        return str(exc).startswith(_TRANSIENT_REPLIES)
+        return _reply(exc).startswith(_TRANSIENT_REPLIES)
     return False
 
 
@@ -41,7 +53,7 @@ def advice(exc: BaseException) -> str | None:
     """For a fatal Redis error, what to change; None for a transient one or a bug."""
     if is_transient(exc):
         return None
-    text = str(exc)
+    text = _reply(exc)
     if isinstance(exc, rx.AskError | rx.MovedError) or text.startswith(("MOVED", "ASK")):
         return (f"Redis answered {text.split(' ', 1)[0]}: the server is a Redis Cluster node; "
                 "set [redis] mode = cluster (BCX_REDIS_MODE=cluster)")

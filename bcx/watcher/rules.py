@@ -56,6 +56,8 @@ from bcx.heartbeat import RESTARTING, Heartbeat
 from bcx.keys import Keys, split_series_id
 from bcx.rulebook import CONFIG_PREFIX, Rule, config_rules, stored_rule, stored_rules
 from bcx.store import Store
+from bcx.store.channels import Channels
+from bcx.store.events import EventStream
 from bcx.ticks import parse_member, score
 from bcx.timeutil import now_ms
 from bcx.watcher.state import FIRING_STATE, Instance, RuleState
@@ -92,9 +94,8 @@ class RuleEngine:
         saved = self.connection.hgetall(self.keys.rules_state)
         self.states = {rule_id: RuleState.from_json(text) for rule_id, text in saved.items()}
         self.reload()
-        for _, fields in reversed(self.connection.xrevrange(self.keys.events_stream,
-                                                            count=STREAM_LOOKBACK)):
-            self._note_tracker_event(fields.get("event", ""))
+        for text in EventStream(self.connection, self.keys).recent_reports(STREAM_LOOKBACK):
+            self._note_tracker_event(text)
 
     def reload(self) -> None:
         """Every rule afresh: at start, and every ``RELOAD_EVERY`` passes in case a change
@@ -315,9 +316,10 @@ def watch(engine: RuleEngine, stop: Event, heartbeat: Heartbeat, interval: float
     """The rules thread's loop: react to ticks, tracker events and rule changes as they are
     published, and run ``periodic()`` every ``interval`` seconds, until ``stop`` is set."""
     keys = engine.keys
-    pubsub = engine.connection.pubsub(ignore_subscribe_messages=True)
-    # Subscribe before reading state so nothing published meanwhile is missed.
-    pubsub.subscribe(keys.ticks_channel, keys.events_channel, keys.rules_changed_channel)
+    # Subscribe (confirmed) before reading state so nothing published meanwhile is missed.
+    subscription = Channels(engine.connection, keys).subscribe(
+        keys.ticks_channel, keys.events_channel, keys.rules_changed_channel,
+        timeout=engine.config.redis.socket_timeout)
     try:
         engine.start()
         passes = 0
@@ -335,10 +337,10 @@ def watch(engine: RuleEngine, stop: Event, heartbeat: Heartbeat, interval: float
                 heartbeat.beat(rules=len(engine.rules), events=engine.emitted)
                 next_beat = now + heartbeat.ttl_ms // 3
             wait = max(0.0, min(0.5, (min(next_pass, next_beat) - clock()) / 1000))
-            message = pubsub.get_message(timeout=wait)
-            if message is None or message.get("type") != "message":
+            message = subscription.get(timeout=wait)
+            if message is None:
                 continue
-            channel, data = message["channel"], message["data"]
+            channel, data = message.channel, message.data
             if channel == keys.ticks_channel:
                 engine.on_ticks(data, clock())
             elif channel == keys.events_channel:
@@ -346,4 +348,4 @@ def watch(engine: RuleEngine, stop: Event, heartbeat: Heartbeat, interval: float
             elif channel == keys.rules_changed_channel:
                 engine.changed(data)
     finally:
-        pubsub.close()
+        subscription.close()
