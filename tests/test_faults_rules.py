@@ -15,7 +15,7 @@ from bcx import config as configmod
 from bcx import rulebook
 from bcx.keys import Keys
 from bcx.redisconn import connect
-from bcx.store import Store
+from bcx.store import RuleStore, Store
 from bcx.ticks import Tick
 from bcx.timeutil import now_ms
 from bcx.watcher.rules import RuleEngine
@@ -80,7 +80,7 @@ def test_two_adds_racing_for_the_last_place_do_not_both_pass(
         redis_url: str, r: redis.Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
     config = small_config(redis_url)
     for index in range(LIMIT - 1):
-        rulebook.save_rule(r, keys, config, rule(f"r{index}"))
+        rulebook.save_rule(RuleStore(r, keys), Store(r, keys), config, rule(f"r{index}"))
     other = connect(redis_url)
     read_names = rulebook._name_of
     raced: list[rulebook.Rule] = []
@@ -91,12 +91,13 @@ def test_two_adds_racing_for_the_last_place_do_not_both_pass(
         nonlocal racing
         if not racing:
             racing = True
-            raced.append(rulebook.save_rule(other, keys, config, rule("the-other")))
+            raced.append(rulebook.save_rule(RuleStore(other, keys), Store(other, keys), config,
+                                            rule("the-other")))
         return read_names(text)
 
     monkeypatch.setattr(rulebook, "_name_of", name_of_then_race)
     with pytest.raises(rulebook.RuleConflict, match="rules_max"):
-        rulebook.save_rule(r, keys, config, rule("this-one"))
+        rulebook.save_rule(RuleStore(r, keys), Store(r, keys), config, rule("this-one"))
     other.close()
     assert r.hlen(keys.rules) == LIMIT and r.hexists(keys.rules, raced[0].id)
 
@@ -151,10 +152,10 @@ def test_a_change_notice_adds_and_drops_just_the_rule_it_names(redis_url: str, r
     config = small_config(redis_url)
     engine = RuleEngine(r, keys, config, started_ms=now_ms())
     engine.start()
-    saved = rulebook.save_rule(r, keys, config, rule("api"))
+    saved = rulebook.save_rule(RuleStore(r, keys), Store(r, keys), config, rule("api"))
     engine.changed(saved.id)
     assert [item.id for item in engine.by_series["coinbase:BTC-USD"]] == [saved.id]
-    rulebook.delete_rule(r, keys, saved.id)
+    rulebook.delete_rule(RuleStore(r, keys), saved.id)
     engine.changed(saved.id)
     assert engine.rules == [] and engine.by_series == {}
 

@@ -15,7 +15,7 @@ from bcx import health as healthmod
 from bcx.config import FIELDS, Config
 from bcx.keys import Keys
 from bcx.server.history import recent_alerts
-from bcx.store import Store
+from bcx.store import RollupStore, RuleStore, Store
 from bcx.timeutil import now_ms
 from web import openapi, params, sse
 from web.errors import error_response
@@ -41,6 +41,14 @@ def _connection() -> redis.Redis:
 
 def _store() -> Store:
     return Store(_connection(), _keys())
+
+
+def _rollup_store() -> RollupStore:
+    return RollupStore(_connection(), _keys())
+
+
+def _rule_store() -> RuleStore:
+    return RuleStore(_connection(), _keys())
 
 
 def _rollups() -> list[int]:
@@ -95,7 +103,7 @@ def ohlc(exchange: str, symbol: str) -> Response:
     start, end = _default_day(args)
     interval = params.interval(args, "interval", MAX_INTERVAL_S)
     exchange, symbol = _series(exchange, symbol)
-    return jsonify(aggregate.candles(_connection(), _keys(), _store(), exchange, symbol, field,
+    return jsonify(aggregate.candles(_rollup_store(), _store(), exchange, symbol, field,
                                      interval, start, end, _rollups()))
 
 
@@ -105,7 +113,7 @@ def stats(exchange: str, symbol: str) -> Response:
     field = params.choice(args, "field", FIELDS, "price")
     start, end = _default_day(args)
     exchange, symbol = _series(exchange, symbol)
-    return jsonify(aggregate.stats(_connection(), _keys(), _store(), exchange, symbol, field,
+    return jsonify(aggregate.stats(_rollup_store(), _store(), exchange, symbol, field,
                                    start, end, _rollups()))
 
 
@@ -130,7 +138,7 @@ def alerts() -> Response:
 @bp.get("/rules")
 def rules() -> Response:
     _args()
-    found = rulebook.all_rules(_connection(), _keys(), _cfg())
+    found = rulebook.all_rules(_rule_store(), _cfg())
     return jsonify(rules=[rule.to_dict() for rule in found])
 
 
@@ -144,7 +152,7 @@ def add_rule() -> tuple[Response, int]:
         # Nested deeper than the JSON reader goes (silent= only covers ValueError).
         document = None
     try:
-        rule = rulebook.save_rule(_connection(), _keys(), _cfg(), document)
+        rule = rulebook.save_rule(_rule_store(), _store(), _cfg(), document)
     except rulebook.UnknownSeries as exc:
         return error_response(422, str(exc).partition(": ")[2], parameter=exc.field)
     except rulebook.RuleError as exc:
@@ -160,7 +168,7 @@ def delete_rule(rule_id: str) -> Response:
     _authorise()
     if rule_id.startswith(rulebook.CONFIG_PREFIX):
         abort(409, f"rule {rule_id} is defined in bcx.conf; remove it there")
-    if not rulebook.delete_rule(_connection(), _keys(), rule_id):
+    if not rulebook.delete_rule(_rule_store(), rule_id):
         abort(404, f"no rule {rule_id}")
     return Response(status=204)
 
