@@ -22,7 +22,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import redis
-from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -164,9 +163,17 @@ class Watcher:
 
         heartbeat = self.heartbeats[HISTORY]
 
-        def failed(event: JobExecutionEvent) -> None:
-            heartbeat.degrade(event.job_id, f"{event.job_id}: {reason(event.exception)}")
-            failures.append(event.exception)
+        def guarded(job_id: str, job: Callable[[], None]) -> Callable[[], None]:
+            # The failure is this loop's to report (once, sorted by Supervised), not
+            # apscheduler's: it would log a traceback for every lost connection.
+            def run_job() -> None:
+                try:
+                    job()
+                except Exception as exc:  # noqa: BLE001 - handed to Supervised
+                    heartbeat.degrade(job_id, f"{job_id}: {reason(exc)}")
+                    failures.append(exc)
+
+            return run_job
 
         passed = threading.Event()  # a roll-up pass completed since this loop started
 
@@ -190,12 +197,12 @@ class Watcher:
                          "failed", report.count, report.invalid, len(report.failures))
 
         start = datetime.now(UTC)
-        scheduler.add_listener(failed, EVENT_JOB_ERROR)
-        scheduler.add_job(rollup, "interval", id="rollup", seconds=settings.rollup_every,
-                          next_run_time=start)
-        scheduler.add_job(trim, "interval", id="trim", seconds=settings.trim_every,
-                          next_run_time=start)
-        scheduler.add_job(beat, "interval", id="heartbeat", seconds=settings.heartbeat_ttl / 3)
+        scheduler.add_job(guarded("rollup", rollup), "interval", id="rollup",
+                          seconds=settings.rollup_every, next_run_time=start)
+        scheduler.add_job(guarded("trim", trim), "interval", id="trim",
+                          seconds=settings.trim_every, next_run_time=start)
+        scheduler.add_job(guarded("heartbeat", beat), "interval", id="heartbeat",
+                          seconds=settings.heartbeat_ttl / 3)
         scheduler.start()
         try:
             while not failures and not stop.wait(0.1):
