@@ -13,14 +13,16 @@ from flask.testing import FlaskClient
 
 from bcx import config as configmod
 from bcx import rulebook
+from bcx.config import RedisConfig
 from bcx.keys import Keys
-from bcx.redisconn import connect
+from bcx.redisconn import connect, from_config
 from bcx.store import RuleStore, Store
 from bcx.ticks import Tick
 from bcx.timeutil import now_ms
 from bcx.watcher.rules import RuleEngine
 from bcx.watcher.run import RULES, Watcher
 from tests.api_support import TOKEN, create, error_of
+from tests.cluster_support import RedisClusterDeployment
 from tests.support import wait_for
 
 API = "/api/v1.0"
@@ -184,3 +186,32 @@ def test_a_rule_posted_while_the_watcher_runs_fires_on_the_next_ticks(
 
     [event] = wait_for(fired, message="the new rule's event")
     assert (event["state"], event["value"]) == ("firing", "101")
+
+
+def test_rules_are_added_and_deleted_on_a_redis_cluster_and_watchers_are_told(
+        cluster_url: str, redis_cluster: RedisClusterDeployment) -> None:
+    # A cluster client refuses PUBLISH inside a transaction: the change notice goes after it.
+    keys = Keys("bcx")
+    client = from_config(RedisConfig(url=cluster_url, mode="cluster"))
+    store = RuleStore(client, keys)
+    listener = redis.Redis(port=redis_cluster.master_of(keys.rules).port, decode_responses=True)
+    notices = listener.pubsub(ignore_subscribe_messages=True)
+    notices.subscribe(keys.rules_changed_channel)
+    wait_for(lambda: listener.pubsub_numsub(keys.rules_changed_channel)[0][1] == 1)
+
+    def next_notice() -> str | None:
+        message = wait_for(lambda: notices.get_message(timeout=0.1), message="a change notice")
+        return message["data"]
+
+    try:
+        saved = rulebook.save_rule(store, Store(client, keys), small_config(cluster_url),
+                                   rule("on-a-cluster"))
+        assert next_notice() == saved.id
+        store.save_states({saved.id: "{}"})
+        assert rulebook.delete_rule(store, saved.id)
+        assert next_notice() == saved.id
+        assert store.documents() == {} and store.states() == {}
+    finally:
+        notices.close()
+        listener.close()
+        client.close()
