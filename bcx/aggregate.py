@@ -10,13 +10,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
-from bcx.keys import Keys, series_id
+from bcx.keys import series_id
 from bcx.query import QueryError, num
-from bcx.rollups import Candle, read_candles, watermark_field
-from bcx.store import Store
-from bcx.ticks import score
+from bcx.rollups import Candle, watermark_field
+from bcx.store import RollupStore, Store
 
 MAX_CANDLES = 10_000
 # Raw points one candle request may fold in; past this the interval must match a roll-up.
@@ -56,12 +53,11 @@ def _cut(marks: dict[str, str], field: str, interval: int) -> int | None:
     return int(mark) // (interval * 1000) * interval * 1000
 
 
-def choose_source(connection: redis.Redis, keys: Keys, exchange: str, symbol: str,
-                  field: str, rollups: Iterable[int], start_ms: int,
-                  finest: bool = False) -> Source:
+def choose_source(store: RollupStore, exchange: str, symbol: str, field: str,
+                  rollups: Iterable[int], start_ms: int, finest: bool = False) -> Source:
     """The coarsest (or ``finest``) built roll-up and the point up to which it is complete.
     Roll-ups whose watermark lies before ``start_ms`` add nothing and are skipped."""
-    marks = connection.hgetall(keys.watermark(exchange, symbol))
+    marks = store.watermarks(exchange, symbol)
     for interval in sorted(rollups, reverse=not finest):
         cut = _cut(marks, field, interval)
         if cut is not None and cut > start_ms:
@@ -69,13 +65,13 @@ def choose_source(connection: redis.Redis, keys: Keys, exchange: str, symbol: st
     return Source(None, start_ms)
 
 
-def rollup_chain(connection: redis.Redis, keys: Keys, exchange: str, symbol: str,
-                 field: str, rollups: Iterable[int], start_ms: int, fits: int) -> list[Source]:
+def rollup_chain(store: RollupStore, exchange: str, symbol: str, field: str,
+                 rollups: Iterable[int], start_ms: int, fits: int) -> list[Source]:
     """Built roll-ups dividing ``fits``, coarsest first, each read from the previous one's cut
     to its own: the coarse one serves the bulk of the range, finer ones the recent part, and
     raw ticks only the minutes after the finest watermark. Each divides the one before, so
     every level starts on one of its own bucket boundaries."""
-    marks = connection.hgetall(keys.watermark(exchange, symbol))
+    marks = store.watermarks(exchange, symbol)
     chain: list[Source] = []
     position = start_ms
     for interval in sorted((r for r in rollups if fits % r == 0), reverse=True):
@@ -119,7 +115,7 @@ class Buckets:
                 self.add(ms, value, value, value, value, 1)
 
 
-def candles(connection: redis.Redis, keys: Keys, store: Store, exchange: str, symbol: str,
+def candles(rollup_store: RollupStore, store: Store, exchange: str, symbol: str,
             field: str, interval_s: int | None, start_ms: int, end_ms: int,
             rollups: Sequence[int]) -> dict[str, Any]:
     """Candles ``[ms, open, high, low, close]`` of ``interval_s`` whose bucket start lies in
@@ -131,15 +127,15 @@ def candles(connection: redis.Redis, keys: Keys, store: Store, exchange: str, sy
     if (end_ms - first) // width + 1 > MAX_CANDLES:
         raise QueryError("interval", f"{interval_s}s over this range gives more than "
                          f"{MAX_CANDLES} candles: choose a longer interval or a shorter range")
-    chain = rollup_chain(connection, keys, exchange, symbol, field, rollups, first,
+    chain = rollup_chain(rollup_store, exchange, symbol, field, rollups, first,
                          fits=interval_s)
     buckets = Buckets(width)
     raw_from = first
     for level in chain:
         if raw_from <= end_ms:
-            buckets.add_candles(read_candles(connection, keys, exchange, symbol, field,
-                                             level.interval_s,  # type: ignore[arg-type]
-                                             raw_from, min(end_ms, level.cut_ms - 1)))
+            buckets.add_candles(rollup_store.candles(exchange, symbol, field,
+                                                     level.interval_s,  # type: ignore[arg-type]
+                                                     raw_from, min(end_ms, level.cut_ms - 1)))
         raw_from = level.cut_ms
     if raw_from <= end_ms:
         if store.count(exchange, symbol, field, raw_from, end_ms) > RAW_CANDLE_MAX:
@@ -153,25 +149,24 @@ def candles(connection: redis.Redis, keys: Keys, store: Store, exchange: str, sy
             "count": len(rows), "candles": rows}
 
 
-def stats(connection: redis.Redis, keys: Keys, store: Store, exchange: str, symbol: str,
-          field: str, start_ms: int, end_ms: int, rollups: Sequence[int]) -> dict[str, Any]:
+def stats(rollup_store: RollupStore, store: Store, exchange: str, symbol: str, field: str,
+          start_ms: int, end_ms: int, rollups: Sequence[int]) -> dict[str, Any]:
     """Count, min, max, mean, median, std, first, last, change % of one field and the
     ask - bid spread's statistics. Exact from raw ticks for short ranges; from roll-ups for
     ranges holding more than STATS_RAW_MAX ticks, where mean, median and std are taken over
     bucket closes weighted by tick count (``approximate`` says so)."""
     source = Source(None, start_ms)
-    if _needs_rollups(connection, keys, exchange, symbol, field, start_ms, end_ms):
+    if _needs_rollups(store, exchange, symbol, field, start_ms, end_ms):
         # The finest roll-up keeps the approximation closest while bounding the read.
         usable = [r for r in rollups if (end_ms - start_ms) / (r * 1000) <= STATS_BUCKETS_MAX]
-        source = choose_source(connection, keys, exchange, symbol, field, usable, start_ms,
+        source = choose_source(rollup_store, exchange, symbol, field, usable, start_ms,
                                finest=True)
         if source.interval_s is None:
             # No roll-up is coarse enough for the bucket budget (start=0 spans decades): the
             # coarsest built one still reads far fewer rows than the raw ticks it replaces,
             # and its retention bounds the read.
-            source = choose_source(connection, keys, exchange, symbol, field, rollups,
-                                   start_ms)
-    series = {name: _samples(connection, keys, store, exchange, symbol, name, source, start_ms,
+            source = choose_source(rollup_store, exchange, symbol, field, rollups, start_ms)
+    series = {name: _samples(rollup_store, store, exchange, symbol, name, source, start_ms,
                              end_ms) for name in dict.fromkeys((field, "bid", "ask"))}
     out: dict[str, Any] = {"series": series_id(exchange, symbol), "field": field,
                            "start": start_ms, "end": end_ms, "source": _source_name(source),
@@ -193,13 +188,13 @@ def stats(connection: redis.Redis, keys: Keys, store: Store, exchange: str, symb
 Sample = tuple[int, float, int, float, float, float]
 
 
-def _samples(connection: redis.Redis, keys: Keys, store: Store, exchange: str, symbol: str,
+def _samples(rollup_store: RollupStore, store: Store, exchange: str, symbol: str,
              field: str, source: Source, start_ms: int, end_ms: int) -> list[Sample]:
     out: list[Sample] = []
     raw_from = start_ms
     if source.interval_s is not None:
-        for candle in read_candles(connection, keys, exchange, symbol, field, source.interval_s,
-                                   start_ms, min(end_ms, source.cut_ms - 1)):
+        for candle in rollup_store.candles(exchange, symbol, field, source.interval_s,
+                                           start_ms, min(end_ms, source.cut_ms - 1)):
             o, h, low, c = (num(candle.open), num(candle.high), num(candle.low),
                             num(candle.close))
             if o is not None and h is not None and low is not None and c is not None:
@@ -245,15 +240,11 @@ def spread_series(bids: list[Sample], asks: list[Sample]) -> list[tuple[int, flo
     return out
 
 
-def _needs_rollups(connection: redis.Redis, keys: Keys, exchange: str, symbol: str,
-                   field: str, start_ms: int, end_ms: int) -> bool:
+def _needs_rollups(store: Store, exchange: str, symbol: str, field: str, start_ms: int,
+                   end_ms: int) -> bool:
     """Long ranges, and ranges reaching back before the oldest raw tick kept."""
-    key = keys.raw(exchange, symbol, field)
-    pipe = connection.pipeline(transaction=False)
-    pipe.zcount(key, score(start_ms), score(end_ms))
-    pipe.zrange(key, 0, 0, withscores=True)
-    count, oldest = pipe.execute()
-    return count > STATS_RAW_MAX or (bool(oldest) and oldest[0][1] * 1000 > start_ms)
+    count, oldest = store.count_and_oldest(exchange, symbol, field, start_ms, end_ms)
+    return count > STATS_RAW_MAX or (oldest is not None and oldest > start_ms)
 
 
 def _weighted_median(values: list[float], weights: list[int]) -> float:

@@ -197,6 +197,8 @@ def export(config_path: str | None, series: str, fields: tuple[str, ...], start:
     from bcx import export as exportmod
     from bcx.keys import Keys
     from bcx.redisconn import from_config
+    from bcx.store import RollupStore, Store
+    from bcx.store.errors import advice
 
     cfg = load_config(config_path)
     exchange, _, symbol = series.partition(":")
@@ -209,14 +211,16 @@ def export(config_path: str | None, series: str, fields: tuple[str, ...], start:
             "not a configured roll-up interval; [watcher] rollups has "
             + ", ".join(f"{seconds}s" for seconds in sorted(intervals)), param_hint="--interval")
     connection = from_config(cfg.redis, client_name="bcx-export")
+    keys = Keys(cfg.redis.prefix)
     try:
-        rows = exportmod.export(connection, Keys(cfg.redis.prefix), output, exchange.lower(),
-                                symbol.upper(), fields or ("price", "bid", "ask"), start, end,
+        rows = exportmod.export(Store(connection, keys), RollupStore(connection, keys), output,
+                                exchange.lower(), symbol.upper(),
+                                fields or ("price", "bid", "ask"), start, end,
                                 None if interval is None else int(interval))
     except exportmod.ExportError as exc:
         raise click.ClickException(str(exc)) from None
     except redis.RedisError as exc:
-        raise click.ClickException(f"Redis: {exc}") from None
+        raise click.ClickException(f"Redis: {advice(exc) or exc}") from None
     finally:
         connection.close()
     click.echo(f"exported {rows} rows", err=True)

@@ -12,11 +12,7 @@ import heapq
 from collections.abc import Iterator, Sequence
 from typing import TextIO
 
-import redis
-
-from bcx.keys import Keys
-from bcx.rollups import read_candles
-from bcx.store import Store
+from bcx.store import RollupStore, Store
 from bcx.ticks import Point
 from bcx.timeutil import iso_ms
 from bcx.watcher.archive import HEADER
@@ -59,11 +55,10 @@ def raw_rows(store: Store, exchange: str, symbol: str, fields: Sequence[str],
     return heapq.merge(*(rows(field) for field in fields), key=lambda row: (row[0], row[1]))
 
 
-def export(connection: redis.Redis, keys: Keys, output: TextIO, exchange: str, symbol: str,
+def export(store: Store, rollups: RollupStore, output: TextIO, exchange: str, symbol: str,
            fields: Sequence[str], start_ms: int | None = None, end_ms: int | None = None,
            interval_s: int | None = None) -> int:
     """Write the CSV; returns the number of data rows."""
-    store = Store(connection, keys)
     if not store.has_series(exchange, symbol):
         raise ExportError(f"unknown series {exchange}:{symbol} (bcx:series lists the known "
                           "ones)")
@@ -80,8 +75,7 @@ def export(connection: redis.Redis, keys: Keys, output: TextIO, exchange: str, s
     if len(fields) != 1:
         raise ExportError("candles are exported for one --field at a time")
     writer.writerow(CANDLE_HEADER)
-    for candle in read_candles(connection, keys, exchange, symbol, fields[0], interval_s,
-                               start_ms, end_ms):
+    for candle in rollups.candles(exchange, symbol, fields[0], interval_s, start_ms, end_ms):
         writer.writerow((candle.start_ms, iso_ms(candle.start_ms), candle.open, candle.high,
                          candle.low, candle.close, candle.count))
         rows += 1

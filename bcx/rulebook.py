@@ -17,12 +17,10 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
-import redis
-
 from bcx import config as configmod
 from bcx.config import Config, RuleConfig
-from bcx.keys import Keys, split_series_id
-from bcx.store import Store
+from bcx.keys import split_series_id
+from bcx.store import RuleStore, Store
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 CONFIG_PREFIX = "conf:"
@@ -143,16 +141,15 @@ def config_rules(config: Config) -> list[Rule]:
             for name, spec in config.rules.items()]
 
 
-def stored_rules(connection: redis.Redis, keys: Keys) -> list[Rule]:
+def stored_rules(store: RuleStore) -> list[Rule]:
     """Rules kept in Redis; a stored document that no longer validates is skipped."""
-    found = (_stored(rule_id, text)
-             for rule_id, text in sorted(connection.hgetall(keys.rules).items()))
+    found = (_stored(rule_id, text) for rule_id, text in sorted(store.documents().items()))
     return [rule for rule in found if rule is not None]
 
 
-def stored_rule(connection: redis.Redis, keys: Keys, rule_id: str) -> Rule | None:
+def stored_rule(store: RuleStore, rule_id: str) -> Rule | None:
     """One rule kept in Redis, or None when there is none (or it no longer validates)."""
-    text = connection.hget(keys.rules, rule_id)
+    text = store.document(rule_id)
     return None if text is None else _stored(rule_id, text)
 
 
@@ -164,38 +161,34 @@ def _stored(rule_id: str, text: str) -> Rule | None:
     return Rule(rule_id, name, "api", spec)
 
 
-def all_rules(connection: redis.Redis, keys: Keys, config: Config) -> list[Rule]:
-    return config_rules(config) + stored_rules(connection, keys)
+def all_rules(store: RuleStore, config: Config) -> list[Rule]:
+    return config_rules(config) + stored_rules(store)
 
 
-def save_rule(connection: redis.Redis, keys: Keys, config: Config, document: Any) -> Rule:
+def save_rule(store: RuleStore, ticks: Store, config: Config, document: Any) -> Rule:
     """Validate and store a rule; returns it with its new id. Watchers are told at once.
 
     Raises ``RuleError`` (``UnknownSeries`` for a series that could never fire) or
     ``RuleConflict`` (name taken, or ``[web] rules_max`` reached)."""
     name, spec = parse_rule(document)
-    _check_series(connection, keys, config, spec)
+    _check_series(ticks, config, spec)
     if name in config.rules:
         raise RuleConflict(f"a rule named {name!r} already exists: {CONFIG_PREFIX}{name}")
     rule = Rule(uuid.uuid4().hex[:12], name, "api", spec)
     stored = {key: value for key, value in rule.to_dict().items() if key not in ("id", "source")}
     limit = config.web.rules_max
 
-    def add(pipe: redis.client.Pipeline) -> None:
-        # Under WATCH: a concurrent add changes the hash and this one is retried, so two
+    def check(texts: dict[str, str]) -> None:
+        # Under WATCH: a concurrent add changes the hash and this one is checked again, so two
         # requests can neither both take the last free place nor both take one name.
-        texts = pipe.hgetall(keys.rules)
         if len(texts) >= limit:
             raise RuleConflict(f"the API holds {len(texts)} rules, the most [web] rules_max "
                                f"({limit}) allows; delete one first")
         for rule_id, text in texts.items():
             if _name_of(text) == name:
                 raise RuleConflict(f"a rule named {name!r} already exists: {rule_id}")
-        pipe.multi()
-        pipe.hset(keys.rules, rule.id, json.dumps(stored))
-        pipe.publish(keys.rules_changed_channel, rule.id)
 
-    connection.transaction(add, keys.rules)
+    store.save(rule.id, json.dumps(stored), check)
     return rule
 
 
@@ -207,8 +200,7 @@ def _name_of(text: str) -> Any:
     return document.get("name") if isinstance(document, dict) else None
 
 
-def _check_series(connection: redis.Redis, keys: Keys, config: Config,
-                  spec: RuleConfig) -> None:
+def _check_series(store: Store, config: Config, spec: RuleConfig) -> None:
     """A rule must watch something that can produce data: a series of a tracked exchange's
     ``symbols`` or one Redis has seen; a ``feed_down`` rule (whose series only names an
     exchange, or is empty for every exchange) an exchange the tracker streams or has seen."""
@@ -216,7 +208,6 @@ def _check_series(connection: redis.Redis, keys: Keys, config: Config,
         return
     exchange, symbol = split_series_id(spec.series)
     tracked = exchange in config.tracker.exchanges
-    store = Store(connection, keys)
     if spec.kind == "feed_down":
         if not tracked and all(known != exchange for known, _ in store.series()):
             raise UnknownSeries(spec.series)
@@ -227,10 +218,6 @@ def _check_series(connection: redis.Redis, keys: Keys, config: Config,
         raise UnknownSeries(spec.series)
 
 
-def delete_rule(connection: redis.Redis, keys: Keys, rule_id: str) -> bool:
-    pipe = connection.pipeline(transaction=True)
-    pipe.hdel(keys.rules, rule_id)
-    pipe.hdel(keys.rules_state, rule_id)
-    pipe.publish(keys.rules_changed_channel, rule_id)
-    removed, _, _ = pipe.execute()
-    return bool(removed)
+def delete_rule(store: RuleStore, rule_id: str) -> bool:
+    """Remove a stored rule and its state; False when there was none. Watchers are told."""
+    return store.delete(rule_id)

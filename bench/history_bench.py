@@ -22,7 +22,7 @@ from store_bench import make_ticks
 from bcx.config import WatcherConfig
 from bcx.keys import Keys
 from bcx.redisconn import connect
-from bcx.store import Store
+from bcx.store import RollupStore, Store
 from bcx.timeutil import parse_duration
 from bcx.watcher.archive import Archive
 from bcx.watcher.history import HistoryManager
@@ -52,7 +52,8 @@ def main() -> None:
         for start in range(0, len(day), 5000):
             store.write(day[start:start + 5000])
         config = replace(WatcherConfig(), raw_retention=parse_duration(args.retention))
-        manager = HistoryManager(client, keys, config, Archive(tmp) if args.archive else None)
+        manager = HistoryManager(store, RollupStore(client, keys), config,
+                                 Archive(tmp) if args.archive else None)
         end = day[-1].ms + 1
         full, full_cpu, full_wall = timed(manager.rollup_pass, end)
 

@@ -7,14 +7,21 @@ import io
 from pathlib import Path
 
 import pytest
+import redis
 from click.testing import CliRunner
 
 from bcx.cli import main
 from bcx.export import ExportError, export, points
+from bcx.keys import Keys
 from bcx.rollups import Candle
+from bcx.store import RollupStore, Store
 from bcx.ticks import Tick
 
 T0 = 1_700_000_000_000
+
+
+def stores(r: redis.Redis, keys: Keys) -> tuple[Store, RollupStore]:
+    return Store(r, keys), RollupStore(r, keys)
 
 
 def rows_of(text: str) -> list[list[str]]:
@@ -33,7 +40,7 @@ def test_raw_rows_merge_fields_in_time_order_with_values_verbatim(r, keys, store
                  Tick("kraken", "BTC-USD", T0 + 5, ask="58722.00000"),
                  Tick("kraken", "BTC-USD", T0 + 9, price="58721.20000")])
     out = io.StringIO()
-    assert export(r, keys, out, "kraken", "BTC-USD", ("price", "bid", "ask")) == 4
+    assert export(*stores(r, keys), out, "kraken", "BTC-USD", ("price", "bid", "ask")) == 4
     assert rows_of(out.getvalue()) == [
         ["time_ms", "time", "field", "value"],
         [str(T0), "2023-11-14T22:13:20.000+00:00", "bid", "58721.1"],
@@ -62,7 +69,7 @@ def test_time_range_and_field_filter(r, keys, store):
     store.write([Tick("coinbase", "BTC-USD", T0 + i * 1000, price=str(i), bid=str(i))
                  for i in range(10)])
     out = io.StringIO()
-    export(r, keys, out, "coinbase", "BTC-USD", ("bid",), T0 + 2000, T0 + 4000)
+    export(*stores(r, keys), out, "coinbase", "BTC-USD", ("bid",), T0 + 2000, T0 + 4000)
     assert [row[2:] for row in rows_of(out.getvalue())[1:]] == [["bid", "2"], ["bid", "3"],
                                                                 ["bid", "4"]]
 
@@ -72,14 +79,14 @@ def test_candles_come_from_the_roll_up(r, keys, store):
     r.zadd(keys.rollup("coinbase", "BTC-USD", "price", 60),
            {Candle(T0, "1.0", "3.5", "0.5", "2.0", 7).member(): T0 / 1000})
     out = io.StringIO()
-    assert export(r, keys, out, "coinbase", "BTC-USD", ("price",), interval_s=60) == 1
+    assert export(*stores(r, keys), out, "coinbase", "BTC-USD", ("price",), interval_s=60) == 1
     assert rows_of(out.getvalue())[1] == [str(T0), "2023-11-14T22:13:20.000+00:00", "1.0",
                                           "3.5", "0.5", "2.0", "7"]
 
 
 def test_unknown_series_is_refused(r, keys):
     with pytest.raises(ExportError, match="unknown series coinbase:NOPE-USD"):
-        export(r, keys, io.StringIO(), "coinbase", "NOPE-USD", ("price",))
+        export(*stores(r, keys), io.StringIO(), "coinbase", "NOPE-USD", ("price",))
 
 
 def test_command_writes_a_file(r, keys, store, config_file, tmp_path):

@@ -13,14 +13,16 @@ from flask.testing import FlaskClient
 
 from bcx import config as configmod
 from bcx import rulebook
+from bcx.config import RedisConfig
 from bcx.keys import Keys
-from bcx.redisconn import connect
-from bcx.store import Store
+from bcx.redisconn import connect, from_config
+from bcx.store import RuleStore, Store
 from bcx.ticks import Tick
 from bcx.timeutil import now_ms
 from bcx.watcher.rules import RuleEngine
 from bcx.watcher.run import RULES, Watcher
 from tests.api_support import TOKEN, create, error_of
+from tests.cluster_support import RedisClusterDeployment
 from tests.support import wait_for
 
 API = "/api/v1.0"
@@ -80,7 +82,7 @@ def test_two_adds_racing_for_the_last_place_do_not_both_pass(
         redis_url: str, r: redis.Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
     config = small_config(redis_url)
     for index in range(LIMIT - 1):
-        rulebook.save_rule(r, keys, config, rule(f"r{index}"))
+        rulebook.save_rule(RuleStore(r, keys), Store(r, keys), config, rule(f"r{index}"))
     other = connect(redis_url)
     read_names = rulebook._name_of
     raced: list[rulebook.Rule] = []
@@ -91,12 +93,13 @@ def test_two_adds_racing_for_the_last_place_do_not_both_pass(
         nonlocal racing
         if not racing:
             racing = True
-            raced.append(rulebook.save_rule(other, keys, config, rule("the-other")))
+            raced.append(rulebook.save_rule(RuleStore(other, keys), Store(other, keys), config,
+                                            rule("the-other")))
         return read_names(text)
 
     monkeypatch.setattr(rulebook, "_name_of", name_of_then_race)
     with pytest.raises(rulebook.RuleConflict, match="rules_max"):
-        rulebook.save_rule(r, keys, config, rule("this-one"))
+        rulebook.save_rule(RuleStore(r, keys), Store(r, keys), config, rule("this-one"))
     other.close()
     assert r.hlen(keys.rules) == LIMIT and r.hexists(keys.rules, raced[0].id)
 
@@ -151,10 +154,10 @@ def test_a_change_notice_adds_and_drops_just_the_rule_it_names(redis_url: str, r
     config = small_config(redis_url)
     engine = RuleEngine(r, keys, config, started_ms=now_ms())
     engine.start()
-    saved = rulebook.save_rule(r, keys, config, rule("api"))
+    saved = rulebook.save_rule(RuleStore(r, keys), Store(r, keys), config, rule("api"))
     engine.changed(saved.id)
     assert [item.id for item in engine.by_series["coinbase:BTC-USD"]] == [saved.id]
-    rulebook.delete_rule(r, keys, saved.id)
+    rulebook.delete_rule(RuleStore(r, keys), saved.id)
     engine.changed(saved.id)
     assert engine.rules == [] and engine.by_series == {}
 
@@ -183,3 +186,32 @@ def test_a_rule_posted_while_the_watcher_runs_fires_on_the_next_ticks(
 
     [event] = wait_for(fired, message="the new rule's event")
     assert (event["state"], event["value"]) == ("firing", "101")
+
+
+def test_rules_are_added_and_deleted_on_a_redis_cluster_and_watchers_are_told(
+        cluster_url: str, redis_cluster: RedisClusterDeployment) -> None:
+    # A cluster client refuses PUBLISH inside a transaction: the change notice goes after it.
+    keys = Keys("bcx")
+    client = from_config(RedisConfig(url=cluster_url, mode="cluster"))
+    store = RuleStore(client, keys)
+    listener = redis.Redis(port=redis_cluster.master_of(keys.rules).port, decode_responses=True)
+    notices = listener.pubsub(ignore_subscribe_messages=True)
+    notices.subscribe(keys.rules_changed_channel)
+    wait_for(lambda: listener.pubsub_numsub(keys.rules_changed_channel)[0][1] == 1)
+
+    def next_notice() -> str | None:
+        message = wait_for(lambda: notices.get_message(timeout=0.1), message="a change notice")
+        return message["data"]
+
+    try:
+        saved = rulebook.save_rule(store, Store(client, keys), small_config(cluster_url),
+                                   rule("on-a-cluster"))
+        assert next_notice() == saved.id
+        store.save_states({saved.id: "{}"})
+        assert rulebook.delete_rule(store, saved.id)
+        assert next_notice() == saved.id
+        assert store.documents() == {} and store.states() == {}
+    finally:
+        notices.close()
+        listener.close()
+        client.close()

@@ -20,6 +20,7 @@ from bcx import config as configmod
 from bcx.config import WatcherConfig
 from bcx.keys import Keys
 from bcx.redisconn import connect
+from bcx.store import RollupStore, Store
 from bcx.ticks import Tick, before, member, score
 from bcx.timeutil import now_ms
 from bcx.watcher.archive import Archive, readable
@@ -158,7 +159,8 @@ def test_members_outside_the_calendar_are_archived_as_invalid_and_trimmed(r, key
         put(r, keys, text, OLD)
     put(r, keys, member(NOW, "7"), NOW)
     config = WatcherConfig(raw_retention=600.0)
-    report = HistoryManager(r, keys, config, archive=Archive(tmp_path)).trim_pass(NOW)
+    report = HistoryManager(Store(r, keys), RollupStore(r, keys), config,
+                            archive=Archive(tmp_path)).trim_pass(NOW)
 
     assert (report.failures, report.invalid, report.count) == ([], 4, 7)
     assert archived(tmp_path) == {("kraken", "XBT-USD", ms, value) for ms, value in (

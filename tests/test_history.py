@@ -15,8 +15,7 @@ import redis
 
 from bcx.config import WatcherConfig
 from bcx.keys import Keys
-from bcx.rollups import read_candles, read_watermark
-from bcx.store import Store
+from bcx.store import RollupStore, Store
 from bcx.ticks import Tick
 from bcx.watcher.archive import Archive
 from bcx.watcher.history import HistoryManager
@@ -63,7 +62,12 @@ def hand_ohlc(ticks: list[Tick], interval_s: int) -> dict[str, list[tuple]]:
 
 def stored_ohlc(r: redis.Redis, keys: Keys, symbol: str, interval_s: int) -> list[tuple]:
     return [(c.start_ms, c.open, c.high, c.low, c.close, c.count)
-            for c in read_candles(r, keys, "binance", symbol, "bid", interval_s)]
+            for c in RollupStore(r, keys).candles("binance", symbol, "bid", interval_s)]
+
+
+def stores(r: redis.Redis, keys: Keys) -> tuple[Store, RollupStore]:
+    """What a history manager works on."""
+    return Store(r, keys), RollupStore(r, keys)
 
 
 def watcher_config(**changes: object) -> WatcherConfig:
@@ -80,7 +84,7 @@ def ticks() -> list[Tick]:
 
 def test_rollups_equal_ohlc_computed_by_hand(r, keys, store: Store, ticks):
     store.write(ticks)
-    manager = HistoryManager(r, keys, watcher_config(rollups=ROLLUPS), page=97)
+    manager = HistoryManager(*stores(r, keys), watcher_config(rollups=ROLLUPS), page=97)
     manager.rollup_pass(ticks[-1].ms + 1)
     for interval in (10, 30, 60):
         expected = hand_ohlc(ticks, interval)
@@ -89,7 +93,7 @@ def test_rollups_equal_ohlc_computed_by_hand(r, keys, store: Store, ticks):
 
 
 def test_incremental_passes_equal_one_full_pass(r, keys, store: Store, ticks):
-    manager = HistoryManager(r, keys, watcher_config(rollups=ROLLUPS, late_grace=0.0))
+    manager = HistoryManager(*stores(r, keys), watcher_config(rollups=ROLLUPS, late_grace=0.0))
     for start in range(0, len(ticks), 700):
         batch = ticks[start:start + 700]
         store.write(batch)
@@ -101,12 +105,12 @@ def test_incremental_passes_equal_one_full_pass(r, keys, store: Store, ticks):
 
 def test_watermark_is_the_start_of_the_open_bucket(r, keys, store: Store, ticks):
     store.write(ticks)
-    HistoryManager(r, keys, watcher_config(rollups=ROLLUPS)).rollup_pass(1_617_647_700_500)
-    assert read_watermark(r, keys, "binance", "ZIL-USDT", "bid", 60) == 1_617_647_700_000
+    HistoryManager(*stores(r, keys), watcher_config(rollups=ROLLUPS)).rollup_pass(1_617_647_700_500)
+    assert RollupStore(r, keys).watermark("binance", "ZIL-USDT", "bid", 60) == 1_617_647_700_000
 
 
 def test_late_tick_within_grace_updates_its_bucket(r, keys, store: Store):
-    manager = HistoryManager(r, keys, watcher_config(rollups=((60.0, 86400.0),),
+    manager = HistoryManager(*stores(r, keys), watcher_config(rollups=((60.0, 86400.0),),
                                                      late_grace=120.0))
     base = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
     store.write([Tick("kraken", "BTC-USD", base + 1000, price="10"),
@@ -114,35 +118,35 @@ def test_late_tick_within_grace_updates_its_bucket(r, keys, store: Store):
     manager.rollup_pass(base + 62_000)
     store.write([Tick("kraken", "BTC-USD", base + 30_000, price="9.5")])  # 32 s late
     manager.rollup_pass(base + 63_000)
-    candles = read_candles(r, keys, "kraken", "BTC-USD", "price", 60)
+    candles = RollupStore(r, keys).candles("kraken", "BTC-USD", "price", 60)
     assert [c.member() for c in candles] == [f"{base}:10:10:9.5:9.5:2",
                                              f"{base + 60_000}:11:11:11:11:1"]
 
 
 def test_tick_later_than_grace_stays_raw_only(r, keys, store: Store):
-    manager = HistoryManager(r, keys, watcher_config(rollups=((60.0, 86400.0),),
+    manager = HistoryManager(*stores(r, keys), watcher_config(rollups=((60.0, 86400.0),),
                                                      late_grace=0.0))
     base = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
     store.write([Tick("kraken", "BTC-USD", base + 1000, price="10")])
     manager.rollup_pass(base + 300_000)
     store.write([Tick("kraken", "BTC-USD", base + 2000, price="1")])
     manager.rollup_pass(base + 301_000)
-    candles = read_candles(r, keys, "kraken", "BTC-USD", "price", 60)
+    candles = RollupStore(r, keys).candles("kraken", "BTC-USD", "price", 60)
     assert [c.member() for c in candles] == [f"{base}:10:10:10:10:1"]
 
 
 def test_a_bucket_larger_than_a_page_is_read_whole(r, keys, store: Store):
     base = 1_700_000_040_000
     store.write([Tick("kraken", "ETH-USD", base + i, price=str(100 + i % 7)) for i in range(50)])
-    HistoryManager(r, keys, watcher_config(rollups=((60.0, 86400.0),)), page=8).rollup_pass(
-        base + 120_000)
-    [candle] = read_candles(r, keys, "kraken", "ETH-USD", "price", 60)
+    HistoryManager(*stores(r, keys), watcher_config(rollups=((60.0, 86400.0),)),
+                   page=8).rollup_pass(base + 120_000)
+    [candle] = RollupStore(r, keys).candles("kraken", "ETH-USD", "price", 60)
     assert (candle.open, candle.high, candle.low, candle.close, candle.count) == (
         "100", "106", "100", "100", 50)
 
 
 def test_roll_ups_survive_the_trimming_of_their_source(r, keys, store: Store):
-    manager = HistoryManager(r, keys, watcher_config(raw_retention=60.0, late_grace=120.0,
+    manager = HistoryManager(*stores(r, keys), watcher_config(raw_retention=60.0, late_grace=120.0,
                                                      rollups=((10.0, 3600.0),)))
     base = 1_700_000_000_000
     ticks = [Tick("kraken", "BTC-USD", base + i * 1000, price=str(100 + i % 13))
@@ -152,7 +156,7 @@ def test_roll_ups_survive_the_trimming_of_their_source(r, keys, store: Store):
         now = ticks[start + 4].ms + 1
         manager.rollup_pass(now)
         manager.trim_pass(now)
-    candles = read_candles(r, keys, "kraken", "BTC-USD", "price", 10)
+    candles = RollupStore(r, keys).candles("kraken", "BTC-USD", "price", 10)
     assert len(candles) == 30
     assert all(candle.count == 10 for candle in candles)
 
@@ -165,7 +169,7 @@ RETENTION = dict(raw_retention=60.0, rollups=((10.0, 30.0), (60.0, 120.0)))
 
 def test_trimming_leaves_exactly_what_retention_says(r, keys, store: Store, ticks):
     store.write(ticks)
-    manager = HistoryManager(r, keys, watcher_config(**RETENTION))
+    manager = HistoryManager(*stores(r, keys), watcher_config(**RETENTION))
     manager.rollup_pass(NOW)
     manager.trim_pass(NOW)
     for symbol in {t.symbol for t in ticks}:
@@ -201,7 +205,8 @@ def trimmed_by_hand(ticks: list[Tick]) -> list[tuple[str, str, str, int, str, st
 
 def test_archive_holds_exactly_the_trimmed_points(r, keys, store: Store, ticks, tmp_path):
     store.write(ticks)
-    manager = HistoryManager(r, keys, watcher_config(**RETENTION), archive=Archive(tmp_path),
+    manager = HistoryManager(*stores(r, keys), watcher_config(**RETENTION),
+                             archive=Archive(tmp_path),
                              page=300)
     manager.trim_pass(NOW)
     rows = archived_rows(tmp_path)
@@ -222,11 +227,11 @@ def test_crash_between_archive_and_trim_loses_and_duplicates_nothing(r, keys, st
                                                                      ticks, tmp_path):
     store.write(ticks)
     config = watcher_config(**RETENTION)
-    report = HistoryManager(r, keys, config, archive=CrashAfterArchive(tmp_path), page=300
+    report = HistoryManager(*stores(r, keys), config, archive=CrashAfterArchive(tmp_path), page=300
                             ).trim_pass(NOW)
     assert len(report.failures) == report.series == len(store.series())
     assert archived_rows(tmp_path), "the crash came after some archiving"
-    HistoryManager(r, keys, config, archive=Archive(tmp_path), page=300).trim_pass(NOW)
+    HistoryManager(*stores(r, keys), config, archive=Archive(tmp_path), page=300).trim_pass(NOW)
     rows = archived_rows(tmp_path)
     assert len(rows) == len(set(rows))
     assert sorted(rows, key=lambda row: (row[1], row[3], row[4], row[5])) == trimmed_by_hand(ticks)
@@ -258,10 +263,10 @@ def test_an_interrupted_first_pass_resumes_where_it_stopped(r, keys, store: Stor
     exchange, symbol = store.series()[0]  # the first series a pass reads; it has no prices
     assert store.count(exchange, symbol, "bid") > 3 * 50
     with pytest.raises(Killed):
-        StopAfterPages(r, keys, config, page=50, pages=3).rollup_pass(ticks[-1].ms + 1)
-    mark = read_watermark(r, keys, exchange, symbol, "bid", 10)
+        StopAfterPages(*stores(r, keys), config, page=50, pages=3).rollup_pass(ticks[-1].ms + 1)
+    mark = RollupStore(r, keys).watermark(exchange, symbol, "bid", 10)
     assert mark is not None and mark > min(t.ms for t in ticks if t.symbol == symbol)
-    HistoryManager(r, keys, config, page=50).rollup_pass(ticks[-1].ms + 1)
+    HistoryManager(*stores(r, keys), config, page=50).rollup_pass(ticks[-1].ms + 1)
     for symbol, candles in hand_ohlc(ticks, 10).items():
         assert stored_ohlc(r, keys, symbol, 10) == candles, symbol
 
@@ -269,7 +274,8 @@ def test_an_interrupted_first_pass_resumes_where_it_stopped(r, keys, store: Stor
 def test_passes_report_progress_after_every_page(r, keys, store: Store, ticks, tmp_path):
     store.write(ticks)
     calls = []
-    manager = HistoryManager(r, keys, watcher_config(**RETENTION), archive=Archive(tmp_path),
+    manager = HistoryManager(*stores(r, keys), watcher_config(**RETENTION),
+                             archive=Archive(tmp_path),
                              page=100, progress=lambda: calls.append(1))
     manager.rollup_pass(NOW)
     after_rollups = len(calls)

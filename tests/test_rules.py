@@ -17,7 +17,7 @@ from bcx import config as configmod
 from bcx import events
 from bcx.events import TriggerEvent
 from bcx.keys import Keys
-from bcx.store import Store
+from bcx.store import RuleStore, Store
 from bcx.ticks import Tick
 from bcx.watcher.rules import RuleEngine
 
@@ -232,7 +232,7 @@ def test_stored_rules_are_evaluated_and_reloaded(r, keys, tmp_path):
     from bcx.rulebook import save_rule
 
     harness = Harness(r, keys, load_config(tmp_path, ""))
-    saved = save_rule(r, keys, harness.engine.config,
+    saved = save_rule(RuleStore(r, keys), Store(r, keys), harness.engine.config,
                       {"name": "api-rule", "kind": "below", "series": SERIES, "threshold": 50})
     harness.engine.reload()
     harness.tick(1, price="49")
@@ -284,10 +284,10 @@ def test_a_deleted_stored_rule_leaves_no_state_behind(r, keys, tmp_path):
     from bcx.rulebook import delete_rule, save_rule
 
     harness = Harness(r, keys, load_config(tmp_path, ""))
-    saved = save_rule(r, keys, harness.engine.config,
+    saved = save_rule(RuleStore(r, keys), Store(r, keys), harness.engine.config,
                       {"name": "api-rule", "kind": "above", "series": SERIES, "threshold": 50})
     harness.engine.reload()
-    delete_rule(r, keys, saved.id)
+    delete_rule(RuleStore(r, keys), saved.id)
     harness.tick(1, price="51")  # evaluated before the change notice was read
     harness.engine.reload()
     assert not r.hexists(keys.rules_state, saved.id)

@@ -14,7 +14,7 @@ from bcx import aggregate, query, rulebook
 from bcx import health as healthmod
 from bcx.config import FIELDS, Config
 from bcx.keys import Keys
-from bcx.store import Store
+from bcx.store import RollupStore, RuleStore, Store
 from bcx.store.alerts import AlertLog
 from bcx.store.channels import Channels
 from bcx.timeutil import now_ms
@@ -42,6 +42,14 @@ def _connection() -> redis.Redis:
 
 def _store() -> Store:
     return Store(_connection(), _keys())
+
+
+def _rollup_store() -> RollupStore:
+    return RollupStore(_connection(), _keys())
+
+
+def _rule_store() -> RuleStore:
+    return RuleStore(_connection(), _keys())
 
 
 def _rollups() -> list[int]:
@@ -96,7 +104,7 @@ def ohlc(exchange: str, symbol: str) -> Response:
     start, end = _default_day(args)
     interval = params.interval(args, "interval", MAX_INTERVAL_S)
     exchange, symbol = _series(exchange, symbol)
-    return jsonify(aggregate.candles(_connection(), _keys(), _store(), exchange, symbol, field,
+    return jsonify(aggregate.candles(_rollup_store(), _store(), exchange, symbol, field,
                                      interval, start, end, _rollups()))
 
 
@@ -106,7 +114,7 @@ def stats(exchange: str, symbol: str) -> Response:
     field = params.choice(args, "field", FIELDS, "price")
     start, end = _default_day(args)
     exchange, symbol = _series(exchange, symbol)
-    return jsonify(aggregate.stats(_connection(), _keys(), _store(), exchange, symbol, field,
+    return jsonify(aggregate.stats(_rollup_store(), _store(), exchange, symbol, field,
                                    start, end, _rollups()))
 
 
@@ -131,7 +139,7 @@ def alerts() -> Response:
 @bp.get("/rules")
 def rules() -> Response:
     _args()
-    found = rulebook.all_rules(_connection(), _keys(), _cfg())
+    found = rulebook.all_rules(_rule_store(), _cfg())
     return jsonify(rules=[rule.to_dict() for rule in found])
 
 
@@ -145,7 +153,7 @@ def add_rule() -> tuple[Response, int]:
         # Nested deeper than the JSON reader goes (silent= only covers ValueError).
         document = None
     try:
-        rule = rulebook.save_rule(_connection(), _keys(), _cfg(), document)
+        rule = rulebook.save_rule(_rule_store(), _store(), _cfg(), document)
     except rulebook.UnknownSeries as exc:
         return error_response(422, str(exc).partition(": ")[2], parameter=exc.field)
     except rulebook.RuleError as exc:
@@ -161,7 +169,7 @@ def delete_rule(rule_id: str) -> Response:
     _authorise()
     if rule_id.startswith(rulebook.CONFIG_PREFIX):
         abort(409, f"rule {rule_id} is defined in bcx.conf; remove it there")
-    if not rulebook.delete_rule(_connection(), _keys(), rule_id):
+    if not rulebook.delete_rule(_rule_store(), rule_id):
         abort(404, f"no rule {rule_id}")
     return Response(status=204)
 

@@ -144,6 +144,61 @@ class Store:
         return self.connection.zremrangebyscore(self.keys.raw(exchange, symbol, field), "-inf",
                                                 before(cutoff_ms))
 
+    # ------------------------------------------------------------------ history and rules
+    def points_before(self, exchange: str, symbol: str, field: str, start_ms: int,
+                      end_ms: int | None = None, limit: int | None = None) -> list[Point]:
+        """Points with ``start_ms <= time < end_ms`` (``end_ms`` None: to the newest), oldest
+        first, at most ``limit``: the history manager's pages of its raw source."""
+        high = "+inf" if end_ms is None else before(end_ms)
+        paging = {"start": 0, "num": limit} if limit is not None else {}
+        found = self.connection.zrangebyscore(self.keys.raw(exchange, symbol, field),
+                                              score(start_ms), high, **paging)
+        return [parse_member(item) for item in found]
+
+    def oldest_ms(self, exchange: str, symbol: str, field: str) -> int | None:
+        """Time of the oldest point kept (from its score), or None for an empty field."""
+        first = self.connection.zrange(self.keys.raw(exchange, symbol, field), 0, 0,
+                                       withscores=True)
+        return round(first[0][1] * 1000) if first else None
+
+    def count_and_oldest(self, exchange: str, symbol: str, field: str, start_ms: int,
+                         end_ms: int) -> tuple[int, int | None]:
+        """(points in ``[start_ms, end_ms]``, time of the oldest point kept or None), in one
+        round trip."""
+        key = self.keys.raw(exchange, symbol, field)
+        pipe = self.connection.pipeline(transaction=False)
+        pipe.zcount(key, score(start_ms), score(end_ms))
+        pipe.zrange(key, 0, 0, withscores=True)
+        count, oldest = pipe.execute()
+        return count, round(oldest[0][1] * 1000) if oldest else None
+
+    def last_at_or_before(self, reads: Sequence[tuple[str, str, str, int]]
+                          ) -> list[str | None]:
+        """For each ``(exchange, symbol, field, ms)``, the value of the last point at or
+        before ``ms`` (None when there is none), all in one round trip."""
+        if not reads:
+            return []
+        pipe = self.connection.pipeline(transaction=False)
+        for exchange, symbol, field, ms in reads:
+            pipe.zrevrangebyscore(self.keys.raw(exchange, symbol, field), score(ms), "-inf",
+                                  start=0, num=1)
+        return [parse_member(hit[0])[1] if hit else None for hit in pipe.execute()]
+
+    def members_before(self, exchange: str, symbol: str, field: str, cutoff_ms: int,
+                       limit: int) -> list[str]:
+        """The stored members (verbatim, valid or not) older than ``cutoff_ms``, oldest first,
+        at most ``limit``: what the archive copies before they are removed."""
+        return self.connection.zrangebyscore(self.keys.raw(exchange, symbol, field), "-inf",
+                                             before(cutoff_ms), start=0, num=limit)
+
+    def remove_members(self, exchange: str, symbol: str, field: str, members: Sequence[str],
+                       pipeline: redis.client.Pipeline | None = None) -> int:
+        """Remove exactly ``members``; returns how many were there."""
+        if not members:
+            return 0
+        target = pipeline if pipeline is not None else self.connection
+        return target.zrem(self.keys.raw(exchange, symbol, field), *members)
+
 
 def _decode_latest(found: dict[str, str]) -> dict[str, Any] | None:
     if not found:

@@ -29,7 +29,9 @@ long pass runs (the watcher beats its heartbeat from it).
 
 Each series is worked on its own: a series whose roll-up, archive or trim fails is logged with
 its name and the error, counted in the pass's :class:`PassReport`, and the pass goes on with the
-next one. Only a lost Redis connection ends a pass, since it fails every series alike.
+next one. A Redis error that is not the series' own ends the pass: a lost connection or any
+other transient one (it fails every series alike), and a misconfiguration
+(``bcx.store.errors.advice``), which stops the watcher.
 """
 
 from __future__ import annotations
@@ -43,10 +45,11 @@ import redis
 
 from bcx.config import WatcherConfig
 from bcx.heartbeat import reason
-from bcx.keys import Keys, series_id
+from bcx.keys import series_id
 from bcx.rollups import Candle, watermark_field
-from bcx.store import FIELDS, Store
-from bcx.ticks import Point, before, parse_member, score
+from bcx.store import FIELDS, RollupStore, Store
+from bcx.store.errors import advice, is_transient
+from bcx.ticks import Point
 from bcx.watcher.archive import Archive, readable
 
 log = logging.getLogger(__name__)
@@ -130,13 +133,12 @@ class HistoryManager:
     """One pass of roll-ups (``rollup_pass``) or trimming (``trim_pass``) over every known
     series, at an instant the caller supplies (the clock is injected by the thread loop)."""
 
-    def __init__(self, connection: redis.Redis, keys: Keys, config: WatcherConfig,
+    def __init__(self, ticks: Store, rollups: RollupStore, config: WatcherConfig,
                  archive: Archive | None = None, page: int = PAGE,
                  progress: Callable[[], None] | None = None):
-        self.connection = connection
-        self.keys = keys
+        self.ticks = ticks
+        self.rollups = rollups
         self.config = config
-        self.store = Store(connection, keys)
         self.archive = archive
         self.page = page
         self.progress = progress or (lambda: None)
@@ -151,23 +153,29 @@ class HistoryManager:
             for field in FIELDS for interval in self.intervals))
 
     def _each_series(self, work: str, run: Callable[[str, str], int]) -> PassReport:
-        """``run`` on every series in turn; a failure is that series' alone, except a lost
-        Redis connection, which ends the pass."""
+        """``run`` on every series in turn; a failure is that series' alone, except a
+        transient or fatal Redis error, which ends the pass."""
         report = PassReport()
         self.invalid = 0
-        for exchange, symbol in self.store.series():
+        for exchange, symbol in self.ticks.series():
             report.series += 1
             try:
                 report.count += run(exchange, symbol)
-            except (redis.ConnectionError, redis.TimeoutError):
-                raise
+            except redis.RedisError as exc:
+                if is_transient(exc) or advice(exc) is not None:
+                    raise
+                report.failures.append(self._failed(work, exchange, symbol, exc))
             except Exception as exc:  # noqa: BLE001 - one series must not stop the others
-                name = series_id(exchange, symbol)
-                log.error("%s of %s failed: %s", work, name, reason(exc),
-                          exc_info=log.isEnabledFor(logging.DEBUG))
-                report.failures.append((name, reason(exc)))
+                report.failures.append(self._failed(work, exchange, symbol, exc))
         report.invalid = self.invalid
         return report
+
+    @staticmethod
+    def _failed(work: str, exchange: str, symbol: str, exc: Exception) -> tuple[str, str]:
+        name = series_id(exchange, symbol)
+        log.error("%s of %s failed: %s", work, name, reason(exc),
+                  exc_info=log.isEnabledFor(logging.DEBUG))
+        return name, reason(exc)
 
     def source_interval(self, interval: int) -> int | None:
         """The coarsest finer configured interval dividing ``interval``; None means raw."""
@@ -177,54 +185,45 @@ class HistoryManager:
     def rollup(self, exchange: str, symbol: str, field: str, interval: int, now_ms: int) -> int:
         step = interval * 1000
         source = self.source_interval(interval)
-        source_key = (self.keys.raw(exchange, symbol, field) if source is None
-                      else self.keys.rollup(exchange, symbol, field, source))
-        found_mark, trimmed = self.connection.hmget(
-            self.keys.watermark(exchange, symbol),
-            [watermark_field(field, interval), trimmed_field(field, source)])
+        found_mark, trimmed = self.rollups.watermark_fields(
+            exchange, symbol, [watermark_field(field, interval), trimmed_field(field, source)])
         mark = None if found_mark is None else int(found_mark)
         if mark is None:
-            first = self.connection.zrange(source_key, 0, 0, withscores=True)
-            if not first:
+            oldest = (self.ticks.oldest_ms(exchange, symbol, field) if source is None
+                      else self.rollups.oldest_ms(exchange, symbol, field, source))
+            if oldest is None:
                 return 0
-            start = floor_to(round(first[0][1] * 1000), step)
+            start = floor_to(oldest, step)
         else:
             start = floor_to(mark - int(self.config.late_grace * 1000), step)
         if trimmed is not None:
             # A bucket the source's trimming cut into is never rebuilt from what is left (only
             # possible with a source retention shorter than late_grace plus an interval).
             start = max(start, -floor_to(-int(trimmed), step))
-        target = self.keys.rollup(exchange, symbol, field, interval)
         new_mark = floor_to(now_ms, step)
         written = 0
-        for page_start, page_end, items in self._pages(source_key, source, start, step):
+        for page_start, page_end, items in self._pages(exchange, symbol, field, source, start,
+                                                       step):
             candles = candles_by_interval(items, source, interval)
-            pipe = self.connection.pipeline(transaction=True)
-            # Every bucket from page_start to page_end is rebuilt whole, so the range is cleared
-            # first: a bucket whose members changed must not keep its old member.
-            pipe.zremrangebyscore(target, score(page_start),
-                                  "+inf" if page_end is None else score(page_end))
-            if candles:
-                pipe.zadd(target, {c.member(): score(c.start_ms) for c in candles})
+            watermark: int | None = None
             if page_end is None:
-                pipe.hset(self.keys.watermark(exchange, symbol),
-                          watermark_field(field, interval), max(new_mark, start))
+                watermark = max(new_mark, start)
             elif mark is None or page_end + step > mark:
                 # Every bucket before the next page is complete: a pass stopped here resumes
                 # from it instead of reading the whole history again.
-                pipe.hset(self.keys.watermark(exchange, symbol),
-                          watermark_field(field, interval), page_end + step)
-            pipe.execute()
+                watermark = page_end + step
+            self.rollups.replace_page(exchange, symbol, field, interval, page_start, page_end,
+                                      candles, watermark)
             written += len(candles)
             self.progress()
         return written
 
-    def _pages(self, key: str, source: int | None, start_ms: int, step: int
-               ) -> Iterator[tuple[int, int | None, list]]:
+    def _pages(self, exchange: str, symbol: str, field: str, source: int | None,
+               start_ms: int, step: int) -> Iterator[tuple[int, int | None, list]]:
         """(first bucket ms, last bucket ms or None for the final page, source items) pages
         of the source from ``start_ms``, each ending on a bucket boundary."""
         while True:
-            items = self._read(key, source, start_ms, None, self.page)
+            items = self._read(exchange, symbol, field, source, start_ms, None, self.page)
             if len(items) < self.page:
                 yield start_ms, None, items
                 return
@@ -232,19 +231,20 @@ class HistoryManager:
             complete = [item for item in items if _start_of(item) < last_bucket]
             if not complete:
                 # One bucket holds more than a page: read that bucket whole.
-                complete = self._read(key, source, start_ms, last_bucket + step, None)
+                complete = self._read(exchange, symbol, field, source, start_ms,
+                                      last_bucket + step, None)
                 last_bucket += step
             yield start_ms, last_bucket - step, complete
             start_ms = last_bucket
 
-    def _read(self, key: str, source: int | None, start_ms: int, end_ms: int | None,
-              limit: int | None) -> list:
-        high = "+inf" if end_ms is None else before(end_ms)
-        paging = {"start": 0, "num": limit} if limit is not None else {}
-        found = self.connection.zrangebyscore(key, score(start_ms), high, **paging)
+    def _read(self, exchange: str, symbol: str, field: str, source: int | None,
+              start_ms: int, end_ms: int | None, limit: int | None) -> list:
+        """Source items (raw points, or candles of roll-up ``source``) from ``start_ms`` up to
+        ``end_ms`` exclusive."""
         if source is None:
-            return [parse_member(item) for item in found]
-        return [Candle.from_member(item) for item in found]
+            return self.ticks.points_before(exchange, symbol, field, start_ms, end_ms, limit)
+        return self.rollups.candles(exchange, symbol, field, source, start_ms, end_ms, limit,
+                                    end_exclusive=True)
 
     # ------------------------------------------------------------------ retention
     def trim_pass(self, now_ms: int) -> PassReport:
@@ -264,26 +264,22 @@ class HistoryManager:
                 cutoffs[trimmed_field(field, None)] = raw_cutoff
                 for interval, retention in self.config.rollups:
                     cutoff = now_ms - int(retention * 1000)
-                    removed += self.connection.zremrangebyscore(
-                        self.keys.rollup(exchange, symbol, field, int(interval)), "-inf",
-                        before(cutoff))
+                    removed += self.rollups.trim(exchange, symbol, field, int(interval),
+                                                 cutoff)
                     cutoffs[trimmed_field(field, int(interval))] = cutoff
         finally:
             # What was trimmed before a failure is recorded all the same.
-            if cutoffs:
-                self.connection.hset(self.keys.watermark(exchange, symbol), mapping=cutoffs)
+            self.rollups.record_cutoffs(exchange, symbol, cutoffs)
         self.progress()
         return removed
 
     def trim_raw(self, exchange: str, symbol: str, field: str, cutoff_ms: int) -> int:
         """Delete raw points older than ``cutoff_ms``, archiving them first when archiving."""
         if self.archive is None:
-            return self.store.trim(exchange, symbol, field, cutoff_ms)
-        key = self.keys.raw(exchange, symbol, field)
+            return self.ticks.trim(exchange, symbol, field, cutoff_ms)
         removed = 0
         while True:
-            members = self.connection.zrangebyscore(key, "-inf", before(cutoff_ms), start=0,
-                                                    num=self.page)
+            members = self.ticks.members_before(exchange, symbol, field, cutoff_ms, self.page)
             if not members:
                 return removed
             points, invalid = readable(members)
@@ -296,7 +292,7 @@ class HistoryManager:
             self.archive.write(exchange, symbol, field, points)
             # Remove exactly what was archived: a point that arrived meanwhile waits for the
             # next page or pass instead of being deleted unarchived.
-            removed += self.connection.zrem(key, *members)
+            removed += self.ticks.remove_members(exchange, symbol, field, members)
             self.progress()
 
 

@@ -55,10 +55,9 @@ from bcx.events import TriggerEvent
 from bcx.heartbeat import RESTARTING, Heartbeat
 from bcx.keys import Keys, split_series_id
 from bcx.rulebook import CONFIG_PREFIX, Rule, config_rules, stored_rule, stored_rules
-from bcx.store import Store
+from bcx.store import RuleStore, Store
 from bcx.store.channels import Channels
 from bcx.store.events import EventStream
-from bcx.ticks import parse_member, score
 from bcx.timeutil import now_ms
 from bcx.watcher.state import FIRING_STATE, Instance, RuleState
 
@@ -77,7 +76,8 @@ class RuleEngine:
         self.connection = connection
         self.keys = keys
         self.config = config
-        self.store = Store(connection, keys)
+        self.ticks = Store(connection, keys)
+        self.rule_store = RuleStore(connection, keys)
         self.started_ms = started_ms
         self.config_rules = config_rules(config)
         self.stored: dict[str, Rule] = {}  # rules of the rules hash by id
@@ -91,7 +91,7 @@ class RuleEngine:
     # ------------------------------------------------------------------ set-up
     def start(self) -> None:
         """Load rules, their saved states and the tracker's feed status."""
-        saved = self.connection.hgetall(self.keys.rules_state)
+        saved = self.rule_store.states()
         self.states = {rule_id: RuleState.from_json(text) for rule_id, text in saved.items()}
         self.reload()
         for text in EventStream(self.connection, self.keys).recent_reports(STREAM_LOOKBACK):
@@ -100,7 +100,7 @@ class RuleEngine:
     def reload(self) -> None:
         """Every rule afresh: at start, and every ``RELOAD_EVERY`` passes in case a change
         notice was missed."""
-        self.stored = {rule.id: rule for rule in stored_rules(self.connection, self.keys)}
+        self.stored = {rule.id: rule for rule in stored_rules(self.rule_store)}
         self._index()
 
     def changed(self, rule_id: str) -> None:
@@ -109,7 +109,7 @@ class RuleEngine:
         if not rule_id or rule_id.startswith(CONFIG_PREFIX):
             self.reload()
             return
-        rule = stored_rule(self.connection, self.keys, rule_id)
+        rule = stored_rule(self.rule_store, rule_id)
         if rule is None:
             self.stored.pop(rule_id, None)
         else:
@@ -128,8 +128,7 @@ class RuleEngine:
         gone = [rule_id for rule_id in self.states if rule_id not in live]
         for rule_id in gone:
             del self.states[rule_id]
-        if gone:
-            self.connection.hdel(self.keys.rules_state, *gone)
+        self.rule_store.drop_states(gone)
         log.info("watching %d enabled rules", len(self.rules))
 
     # ------------------------------------------------------------------ inputs
@@ -203,10 +202,8 @@ class RuleEngine:
             events.publish(self.connection, self.keys, event, self.config.redis.stream_maxlen)
             log.info("%s", event.message)
         self.emitted += len(out)
-        if dirty:
-            self.connection.hset(self.keys.rules_state,
-                                 mapping={rule_id: self.states[rule_id].to_json()
-                                          for rule_id in dirty})
+        self.rule_store.save_states({rule_id: self.states[rule_id].to_json()
+                                     for rule_id in dirty})
         return len(out)
 
     def _snapshot(self, rules: list[Rule], observed: dict[str, list[dict[str, Any]]] | None,
@@ -214,7 +211,7 @@ class RuleEngine:
         """Latest values of the series the rules need from Redis, and change_pct references."""
         needed = sorted({rule.spec.series for rule in rules if rule.spec.kind != FEED_DOWN
                          and (observed is None or rule.spec.kind not in VALUE_KINDS)})
-        found = self.store.latest_many(split_series_id(series) for series in needed)
+        found = self.ticks.latest_many(split_series_id(series) for series in needed)
         latest = {series: row or {} for series, row in zip(needed, found, strict=True)}
         # One read per (series, field, window), however many rules share it.
         wanted: dict[str, tuple[str, str, int]] = {}
@@ -224,13 +221,9 @@ class RuleEngine:
                 wanted[rule.id] = (rule.spec.series, rule.spec.field,
                                    now - int(rule.spec.window * 1000))
         reads = sorted(set(wanted.values()))
-        pipe = self.connection.pipeline(transaction=False)
-        for series, field, reference_ms in reads:
-            exchange, symbol = split_series_id(series)
-            pipe.zrevrangebyscore(self.keys.raw(exchange, symbol, field), score(reference_ms),
-                                  "-inf", start=0, num=1)
-        found = {read: parse_member(hit[0])[1] if hit else None
-                 for read, hit in zip(reads, pipe.execute() if reads else [], strict=True)}
+        values = self.ticks.last_at_or_before([(*split_series_id(series), field, reference_ms)
+                                               for series, field, reference_ms in reads])
+        found = dict(zip(reads, values, strict=True))
         return latest, {rule_id: found[read] for rule_id, read in wanted.items()}
 
     def _observations(self, rule: Rule, latest: dict[str, dict[str, Any]],

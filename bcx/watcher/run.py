@@ -6,6 +6,11 @@ A thread whose loop raises is logged and restarted after an exponential back-off
 history pass in which a series failed) reads as degraded in its heartbeat, which keeps beating
 through the back-off, until a pass succeeds. SIGTERM or SIGINT stops both after their current
 step, clears the heartbeats and exits 0.
+
+Redis errors are sorted (``bcx.store.errors``): a transient one (connection lost, LOADING,
+READONLY after a failover, ...) is waited out by that restart back-off; a misconfiguration
+(WRONGTYPE, NOAUTH, MOVED, CROSSSLOT) is logged once with the setting to fix and stops the
+whole watcher with exit status 1, since no restart can cure it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import redis
-from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -26,6 +30,8 @@ from bcx.heartbeat import RESTARTING, Heartbeat, reason
 from bcx.keys import Keys
 from bcx.lifecycle import Backoff, install_stop_handlers
 from bcx.redisconn import from_config
+from bcx.store import RollupStore, Store
+from bcx.store.errors import advice, is_transient
 from bcx.timeutil import now_ms
 from bcx.watcher.archive import Archive
 from bcx.watcher.history import HistoryManager, PassReport
@@ -40,7 +46,9 @@ Clock = Callable[[], int]
 class Supervised(threading.Thread):
     """Runs ``loop(stop)`` until ``stop`` is set, restarting it with back-off when it raises.
     While it waits to restart, ``heartbeat`` reads as degraded (the loop recovers it from
-    ``RESTARTING`` after its next good pass) and keeps beating: the thread is alive, failing."""
+    ``RESTARTING`` after its next good pass) and keeps beating: the thread is alive, failing.
+    A Redis misconfiguration is not restarted: it is logged once with its advice, kept in
+    ``fatal`` and sets ``stop``, ending the process."""
 
     def __init__(self, name: str, loop: Callable[[threading.Event], None],
                  stop: threading.Event, backoff_max: float, heartbeat: Heartbeat):
@@ -50,6 +58,7 @@ class Supervised(threading.Thread):
         self.heartbeat = heartbeat
         self.backoff = Backoff(min(1.0, backoff_max), backoff_max)
         self.restarts = 0
+        self.fatal: str | None = None
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -57,13 +66,21 @@ class Supervised(threading.Thread):
             try:
                 self.loop(self.stop)
             except Exception as exc:  # noqa: BLE001 - any failure restarts the loop
+                cause = exc.__cause__ or exc
+                fatal = advice(cause)
+                if fatal is not None:
+                    # Once per process: the other thread may meet the same error meanwhile.
+                    log.log(logging.DEBUG if self.stop.is_set() else logging.ERROR,
+                            "%s stopped: %s", self.name, fatal)
+                    self.fatal = fatal
+                    self.stop.set()
+                    return
                 if time.monotonic() - started > self.backoff.cap:
                     self.backoff.reset()  # it had been healthy for a while
                 delay = self.backoff.next()
                 self.restarts += 1
-                cause = exc.__cause__ or exc
-                if isinstance(cause, redis.ConnectionError | redis.TimeoutError):
-                    # An outage is not a bug: one line, not a traceback per retry.
+                if is_transient(cause):
+                    # An outage or failover is not a bug: one line, not a traceback per retry.
                     log.warning("%s: Redis unavailable (%s); retrying in %.1f s", self.name,
                                 cause, delay)
                 else:
@@ -100,7 +117,8 @@ class Watcher:
                            for name in (HISTORY, RULES)}
         self._next_history_beat = 0.0
         self.series_failures: dict[str, int] = {}  # history job -> series failed in its last pass
-        self.history = HistoryManager(connection, self.keys, settings, archive,
+        self.history = HistoryManager(Store(connection, self.keys),
+                                      RollupStore(connection, self.keys), settings, archive,
                                       progress=self.history_progress)
         self.engine = RuleEngine(connection, self.keys, config, started_ms=clock())
         self.threads = [
@@ -111,6 +129,11 @@ class Watcher:
         for thread in self.threads:
             thread.start()
 
+    @property
+    def fatal(self) -> str | None:
+        """The advice of the misconfiguration that stopped a thread, or None."""
+        return next((thread.fatal for thread in self.threads if thread.fatal), None)
+
     def shutdown(self, timeout: float = 30.0) -> None:
         self.stop.set()
         for thread in self.threads:
@@ -119,7 +142,9 @@ class Watcher:
             try:
                 heartbeat.clear()
             except redis.RedisError as exc:
-                log.warning("could not clear heartbeat %s: %s", heartbeat.component, exc)
+                # After a misconfiguration that already said what to fix, this is noise.
+                log.log(logging.DEBUG if self.fatal else logging.WARNING,
+                        "could not clear heartbeat %s: %s", heartbeat.component, exc)
 
     def history_loop(self, stop: threading.Event) -> None:
         """Roll-ups and trimming as apscheduler interval jobs on one worker, so passes never
@@ -138,9 +163,17 @@ class Watcher:
 
         heartbeat = self.heartbeats[HISTORY]
 
-        def failed(event: JobExecutionEvent) -> None:
-            heartbeat.degrade(event.job_id, f"{event.job_id}: {reason(event.exception)}")
-            failures.append(event.exception)
+        def guarded(job_id: str, job: Callable[[], None]) -> Callable[[], None]:
+            # The failure is this loop's to report (once, sorted by Supervised), not
+            # apscheduler's: it would log a traceback for every lost connection.
+            def run_job() -> None:
+                try:
+                    job()
+                except Exception as exc:  # noqa: BLE001 - handed to Supervised
+                    heartbeat.degrade(job_id, f"{job_id}: {reason(exc)}")
+                    failures.append(exc)
+
+            return run_job
 
         passed = threading.Event()  # a roll-up pass completed since this loop started
 
@@ -164,12 +197,12 @@ class Watcher:
                          "failed", report.count, report.invalid, len(report.failures))
 
         start = datetime.now(UTC)
-        scheduler.add_listener(failed, EVENT_JOB_ERROR)
-        scheduler.add_job(rollup, "interval", id="rollup", seconds=settings.rollup_every,
-                          next_run_time=start)
-        scheduler.add_job(trim, "interval", id="trim", seconds=settings.trim_every,
-                          next_run_time=start)
-        scheduler.add_job(beat, "interval", id="heartbeat", seconds=settings.heartbeat_ttl / 3)
+        scheduler.add_job(guarded("rollup", rollup), "interval", id="rollup",
+                          seconds=settings.rollup_every, next_run_time=start)
+        scheduler.add_job(guarded("trim", trim), "interval", id="trim",
+                          seconds=settings.trim_every, next_run_time=start)
+        scheduler.add_job(guarded("heartbeat", beat), "interval", id="heartbeat",
+                          seconds=settings.heartbeat_ttl / 3)
         scheduler.start()
         try:
             while not failures and not stop.wait(0.1):
@@ -222,5 +255,7 @@ def run(config: Config) -> int:
     finally:
         watcher.shutdown()
         connection.close()
+    if watcher.fatal is not None:
+        return 1
     log.info("watcher stopped")
     return 0

@@ -1,0 +1,93 @@
+"""Alert rules stored through the API and the rule engine's saved states.
+
+``bcx:{rules}`` maps rule id -> rule JSON, ``bcx:{rules}:state`` rule id -> state JSON; both
+share the ``{rules}`` hash tag, so a delete removes a rule and its state in one transaction.
+A change notice (the rule id) goes out on ``keys.rules_changed_channel`` after each add or
+delete, never inside the transaction (Redis Cluster refuses PUBLISH there).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+
+import redis
+
+from bcx.keys import Keys
+
+log = logging.getLogger(__name__)
+
+
+class RuleStore:
+    """Reads and writes one Redis database's rules and rule states."""
+
+    def __init__(self, connection: redis.Redis, keys: Keys | None = None):
+        self.connection = connection
+        self.keys = keys or Keys()
+
+    def _target(self, pipeline: redis.client.Pipeline | None) -> redis.Redis:
+        return pipeline if pipeline is not None else self.connection
+
+    # ------------------------------------------------------------------ rules
+    def documents(self) -> dict[str, str]:
+        """Every stored rule: id -> its JSON text."""
+        return self.connection.hgetall(self.keys.rules)
+
+    def document(self, rule_id: str) -> str | None:
+        return self.connection.hget(self.keys.rules, rule_id)
+
+    def count(self) -> int:
+        return self.connection.hlen(self.keys.rules)
+
+    def save(self, rule_id: str, text: str,
+             check: Callable[[dict[str, str]], None] | None = None) -> None:
+        """Store a rule, then publish the change notice.
+
+        ``check`` sees the stored documents under WATCH and raises to refuse the add: a
+        concurrent add changes the hash and this one is re-checked, so two requests can neither
+        both take the last free place nor both take one name."""
+
+        def add(pipe: redis.client.Pipeline) -> None:
+            documents = pipe.hgetall(self.keys.rules)
+            if check is not None:
+                check(documents)
+            pipe.multi()
+            pipe.hset(self.keys.rules, rule_id, text)
+
+        self.connection.transaction(add, self.keys.rules)
+        self._notify(rule_id)
+
+    def delete(self, rule_id: str) -> bool:
+        """Remove a rule and its state (one MULTI: same hash tag); True if the rule existed."""
+        pipe = self.connection.pipeline(transaction=True)
+        pipe.hdel(self.keys.rules, rule_id)
+        pipe.hdel(self.keys.rules_state, rule_id)
+        removed, _ = pipe.execute()
+        if removed:
+            self._notify(rule_id)
+        return bool(removed)
+
+    def _notify(self, rule_id: str) -> None:
+        # The change is stored by now: a lost notice only delays watchers until their next
+        # full reload, so it is not the caller's failure.
+        try:
+            self.connection.publish(self.keys.rules_changed_channel, rule_id)
+        except redis.RedisError as exc:
+            log.warning("rule change notice for %s not published (watchers pick the change "
+                        "up at their next reload): %s", rule_id, exc)
+
+    # ------------------------------------------------------------------ states
+    def states(self) -> dict[str, str]:
+        """Every saved rule state: id -> its JSON text."""
+        return self.connection.hgetall(self.keys.rules_state)
+
+    def save_states(self, states: Mapping[str, str],
+                    pipeline: redis.client.Pipeline | None = None) -> None:
+        if states:
+            self._target(pipeline).hset(self.keys.rules_state, mapping=dict(states))
+
+    def drop_states(self, rule_ids: Iterable[str],
+                    pipeline: redis.client.Pipeline | None = None) -> None:
+        ids = list(rule_ids)
+        if ids:
+            self._target(pipeline).hdel(self.keys.rules_state, *ids)
