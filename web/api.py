@@ -15,7 +15,7 @@ from bcx import health as healthmod
 from bcx.config import FIELDS, Config
 from bcx.keys import Keys
 from bcx.server.history import recent_alerts
-from bcx.store import Store
+from bcx.store import Store, Stores
 from bcx.timeutil import now_ms
 from web import openapi, params, sse
 from web.errors import error_response
@@ -184,8 +184,10 @@ def _authorise() -> None:
 @bp.get("/health")
 def health() -> tuple[Response, int]:
     _args()
-    report = healthmod.report(_connection(), _keys(), now_ms(), _cfg().web.stale_after,
-                              exchanges=tuple(_cfg().exchanges))
+    cfg = _cfg()
+    report = healthmod.report(Stores.open(_connection(), _keys()), now_ms(),
+                              cfg.web.stale_after, exchanges=tuple(cfg.exchanges),
+                              tracker_instance=cfg.tracker.instance)
     return jsonify(report), 200 if report["healthy"] else 503
 
 
