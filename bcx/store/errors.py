@@ -33,15 +33,23 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (*_TRANSIENT, OSError)):
         return True
     if isinstance(exc, redis.RedisError):
-        return str(exc).startswith(_TRANSIENT_REPLIES)
+        return _reply(exc).startswith(_TRANSIENT_REPLIES)
     return False
+
+
+def _reply(exc: BaseException) -> str:
+    """The server's error reply; redis-py prefixes the one a pipeline raises with
+    ``Command # N (…) of pipeline caused error: ``."""
+    text = str(exc)
+    marker = " of pipeline caused error: "
+    return text.split(marker, 1)[1] if marker in text else text
 
 
 def advice(exc: BaseException) -> str | None:
     """For a fatal Redis error, what to change; None for a transient one or a bug."""
     if is_transient(exc):
         return None
-    text = str(exc)
+    text = _reply(exc)
     if isinstance(exc, rx.AskError | rx.MovedError) or text.startswith(("MOVED", "ASK")):
         return (f"Redis answered {text.split(' ', 1)[0]}: the server is a Redis Cluster node; "
                 "set [redis] mode = cluster (BCX_REDIS_MODE=cluster)")
