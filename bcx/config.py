@@ -38,6 +38,7 @@ NOTIFIERS = ("log", "webhook", "command")
 REDIS_MODES = ("standalone", "cluster", "sentinel")
 _SYMBOL = re.compile(r"^[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+_INSTANCE = re.compile(r"^[A-Za-z0-9_-]{0,32}$")
 
 
 # --------------------------------------------------------------------------- value parsers
@@ -171,6 +172,13 @@ def _prefix(text: str) -> str:
     return value
 
 
+def _instance(text: str) -> str:
+    value = text.strip()
+    if not _INSTANCE.match(value):
+        raise ValueError("nothing, or 1 to 32 letters, digits, '_' or '-'")
+    return value
+
+
 def _bind(text: str) -> str:
     value = text.strip()
     host, sep, port = value.rpartition(":")
@@ -273,6 +281,10 @@ class TrackerConfig:
 
     exchanges: tuple[str, ...] = opt(("coinbase",), _choices(EXCHANGES),
                                      "Exchanges to stream; each has its [exchange:NAME] section.")
+    instance: str = opt("", _instance,
+                        "Name of this tracker when several run side by side on one Redis: its "
+                        "heartbeat is tracker.NAME, its stats bcx:stats:tracker:NAME:EXCHANGE. "
+                        "Empty: tracker.")
     batch_size: int = opt(1000, _int_min(1), "Ticks written per Redis round trip at most.")
     flush_interval: float = opt(0.05, _duration(0.001),
                                 "Longest a tick waits before its batch is written.")

@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
-
-from bcx import heartbeat, query
-from bcx.keys import Keys, split_series_id
-from bcx.store import Store
+from bcx import query
+from bcx.heartbeat import tracker_component, tracker_instances
+from bcx.keys import split_series_id
+from bcx.store import Stores
 from bcx.timeutil import iso_ms
 
 # The components a full deployment runs; they are listed even before they first beat, so a
-# component that never started reads as down rather than being absent from the report.
+# component that never started reads as down rather than being absent from the report. The
+# tracker is the configured instance's (see expected()); others that beat are listed too.
 EXPECTED = ("tracker", "watcher.history", "watcher.rules", "server", "web")
 UP, DEGRADED, DOWN = "up", "degraded", "down"
 # A beat is late, and its component down, after this many of its intervals, but never
@@ -105,19 +105,27 @@ def select(requested: Sequence[str], known: Iterable[str]) -> list[str]:
     return chosen
 
 
-def verdict(connection: redis.Redis, keys: Keys, now_ms: int, stale_after_s: float | None,
-            requested: Sequence[str] = (), since_ms: int | None = None) -> Verdict:
+def expected(tracker_instance: str = "") -> tuple[str, ...]:
+    """The components a full deployment runs, with this host's configured tracker."""
+    return tuple(tracker_component(tracker_instance) if name == "tracker" else name
+                 for name in EXPECTED)
+
+
+def verdict(stores: Stores, now_ms: int, stale_after_s: float | None,
+            requested: Sequence[str] = (), since_ms: int | None = None,
+            tracker_instance: str = "") -> Verdict:
     """The health of the requested components (every expected and registered one by default)
     and, when no component is singled out and ``stale_after_s`` is given, of every series.
-    ``since_ms``: a component whose last beat is older reads as down."""
-    beats = heartbeat.read_all(connection, keys)
+    ``since_ms``: a component whose last beat is older reads as down. ``tracker_instance``:
+    the configured ``[tracker] instance``, whose tracker is expected."""
+    beats = stores.heartbeats.read_all()
     here = socket.gethostname()
     components = [judge(name, beats.get(name), here, since_ms)
-                  for name in select(requested, [*EXPECTED, *beats])]
+                  for name in select(requested, [*expected(tracker_instance), *beats])]
     series: list[dict[str, Any]] = []
     if not requested and stale_after_s is not None:
         series = [_series_health(item, stale_after_s)
-                  for item in query.overview(Store(connection, keys), now_ms, stale_after_s)]
+                  for item in query.overview(stores.ticks, now_ms, stale_after_s)]
     return Verdict(components, series, stale_after_s)
 
 
@@ -151,15 +159,17 @@ def judge(name: str, beat: dict[str, Any] | None, here: str,
     return ComponentHealth(name, UP, "", **facts)
 
 
-def report(connection: redis.Redis, keys: Keys, now_ms: int, stale_after_s: float,
-           exchanges: Iterable[str] = ()) -> dict[str, Any]:
-    """The verdict as ``/api/v1.0/health`` answers it, with the tracker's feed statistics of
-    each exchange (configured or seen) that has any."""
-    found = verdict(connection, keys, now_ms, stale_after_s)
+def report(stores: Stores, now_ms: int, stale_after_s: float, exchanges: Iterable[str] = (),
+           tracker_instance: str = "") -> dict[str, Any]:
+    """The verdict as ``/api/v1.0/health`` answers it, with the feed statistics of each
+    exchange (configured or seen) that has any, for every tracker instance listed: named
+    ``exchange`` for the unnamed tracker, ``instance:exchange`` for the others."""
+    found = verdict(stores, now_ms, stale_after_s, tracker_instance=tracker_instance)
     names = sorted(set(exchanges) | {split_series_id(item["series"])[0]
                                      for item in found.series})
+    instances = tracker_instances(item.component for item in found.components)
     return {**found.as_dict(), "redis": "up",
-            "exchanges": query.tracker_stats(connection, keys, names)}
+            "exchanges": stores.tracker_stats.read(names, instances)}
 
 
 def _series_health(item: dict[str, Any], stale_after_s: float) -> dict[str, Any]:

@@ -13,6 +13,7 @@ Every key starts with the configured prefix (default ``bcx``)::
     bcx:events / bcx:{events}:stream         trigger events: pub/sub channel / capped stream
     bcx:heartbeat:<component>                HASH with a TTL
     bcx:stats:tracker:<exchange>             HASH of per-exchange feed stats
+    bcx:stats:tracker:<instance>:<exchange>  … of the tracker named by [tracker] instance
     bcx:stats:gaps:<exchange>                HASH symbol -> sequence gaps seen
     bcx:{rules} / bcx:{rules}:state          HASH id -> rule JSON / id -> state JSON
     bcx:{events}:alerts / …:deadletter       LIST of delivered / undeliverable events
@@ -87,7 +88,10 @@ class Keys:
         """SET of component names that ever wrote a heartbeat (so health needs no SCAN)."""
         return f"{self.prefix}:components"
 
-    def tracker_stats(self, exchange: str) -> str:
+    def tracker_stats(self, exchange: str, instance: str = "") -> str:
+        """The stats of the unnamed tracker, or of ``[tracker] instance``."""
+        if instance:
+            return f"{self.prefix}:stats:tracker:{instance}:{exchange}"
         return f"{self.prefix}:stats:tracker:{exchange}"
 
     def gaps(self, exchange: str) -> str:

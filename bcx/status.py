@@ -20,6 +20,7 @@ from bcx import health
 from bcx.config import Config
 from bcx.keys import Keys
 from bcx.redisconn import from_config
+from bcx.store import Stores
 from bcx.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -31,15 +32,15 @@ EXIT_UNREACHABLE = 3
 POLL_INTERVAL = 0.2
 
 
-def wait_healthy(connection: redis.Redis, keys: Keys, requested: Sequence[str],
-                 stale_after_s: float, timeout: float, since_ms: int) -> health.Verdict:
+def wait_healthy(stores: Stores, requested: Sequence[str], stale_after_s: float,
+                 timeout: float, since_ms: int, tracker_instance: str = "") -> health.Verdict:
     """Poll until the verdict is healthy with every requested component beaten at or after
     ``since_ms``, or until ``timeout`` seconds have passed."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            found = health.verdict(connection, keys, now_ms(), stale_after_s, requested,
-                                   since_ms=since_ms)
+            found = health.verdict(stores, now_ms(), stale_after_s, requested,
+                                   since_ms=since_ms, tracker_instance=tracker_instance)
         except (redis.RedisError, OSError) as exc:
             # Redis may still be coming up alongside the component: keep trying until the end.
             if time.monotonic() >= deadline:
@@ -76,16 +77,17 @@ def run(cfg: Config, components: Sequence[str] = (), as_json: bool = False,
     """Print the health report and return the exit status. ``since_ms``: a heartbeat older
     than this reads as down; with ``wait`` it defaults to the moment the check starts."""
     connection = from_config(cfg.redis, client_name="bcx-status")
-    keys = Keys(cfg.redis.prefix)
+    stores = Stores.open(connection, Keys(cfg.redis.prefix))
+    instance = cfg.tracker.instance
     stale_after = cfg.web.stale_after
     if wait is not None and since_ms is None:
         since_ms = now_ms()
     try:
         if wait is None:
-            found = health.verdict(connection, keys, now_ms(), stale_after, components,
-                                   since_ms=since_ms)
+            found = health.verdict(stores, now_ms(), stale_after, components,
+                                   since_ms=since_ms, tracker_instance=instance)
         else:
-            found = wait_healthy(connection, keys, components, stale_after, wait, since_ms)
+            found = wait_healthy(stores, components, stale_after, wait, since_ms, instance)
     except health.UnknownComponent as exc:
         click.echo(f"bcx: --component: {exc}", err=True)
         return EXIT_UNKNOWN

@@ -29,7 +29,7 @@ from bcx.keys import Keys
 from bcx.replay import ReplayServer
 from bcx.timeutil import now_ms
 from bcx.tracker.stats import COUNTER_MAX, FeedStats, saturated
-from bcx.tracker.writer import Writer
+from bcx.tracker.writer import Writer, open_stores
 from tests import trackerkit
 from tests.support import free_port, wait_for
 
@@ -218,7 +218,8 @@ def writer_of(r: redis.Redis, redis_url: str, tmp_path: Path) -> Iterator[Any]:
     writers: list[Writer] = []
 
     def start(feed: FeedStats) -> Writer:
-        writer = Writer(r, Keys("bcx"), tracker_settings(redis_url, tmp_path), [feed])
+        settings = tracker_settings(redis_url, tmp_path)
+        writer = Writer(open_stores(r, Keys("bcx"), settings), settings, [feed])
         writers.append(writer)
         writer.start()
         return writer

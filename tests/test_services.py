@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 INITD = ROOT / "init.d"
 VENV_BIN = Path(sys.executable).parent
 COMPONENTS = {"tracker": "tracker", "watcher": "watcher", "server": "server", "web": "web"}
-UNITS = [f"bcx-{name}.service" for name in COMPONENTS] + ["bcx.target"]
+UNITS = [f"bcx-{name}.service" for name in COMPONENTS] + ["bcx-tracker@.service", "bcx.target"]
 
 
 # --------------------------------------------------------------------------- bcx status
@@ -130,7 +130,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
                 if str(tmp_path) in line or "bcx" in line], output
 
 
-@pytest.mark.parametrize("component", COMPONENTS)
+@pytest.mark.parametrize("component", [*COMPONENTS, "tracker@"])
 def test_unit_is_hardened_restarts_on_failure_and_checks_its_heartbeat(component):
     unit = read_unit(f"bcx-{component}.service")
     assert {"network-online.target", "redis-server.service"} <= set(unit["Unit"]["After"].split())
@@ -146,6 +146,16 @@ def test_unit_is_hardened_restarts_on_failure_and_checks_its_heartbeat(component
     assert service["WatchdogSec"] == "90s"
     assert service["NotifyAccess"] == ("all" if component == "web" else "main")
     assert unit["Install"]["WantedBy"] == "bcx.target"
+
+
+def test_tracker_template_unit_runs_the_instance_with_its_own_settings():
+    unit = (INITD / "bcx-tracker@.service").read_text().splitlines()
+    assert "Environment=BCX_TRACKER_INSTANCE=%i" in unit
+    # The instance's own file comes after the shared one, so its symbols win.
+    files = [line for line in unit if line.startswith("EnvironmentFile=")]
+    assert files == ["EnvironmentFile=-/etc/default/bcx",
+                     "EnvironmentFile=-/etc/default/bcx-tracker-%i"]
+    assert "ExecStart=/opt/bcx/bin/bcx tracker" in unit
 
 
 # --------------------------------------------------------------------------- init scripts
@@ -175,6 +185,8 @@ def service_env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, str]]:
     env = {"PATH": os.environ["PATH"], "BCX_DEFAULTS": str(defaults),
            "BCX_USER": getpass.getuser(), "BCX_BIN": str(VENV_BIN / "bcx"),
            "BCX_START_WAIT": "30", "BCX_STOP_WAIT": "15"}
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]  # the checkout under test, not the install
     env["BCX_TEST_RUNDIR"] = str(tmp_path / "run")
     yield env
     for pidfile in (tmp_path / "run").glob("*.pid"):
@@ -244,6 +256,33 @@ def test_init_script_status_says_unhealthy_when_the_process_runs_without_heartbe
         assert "heartbeat is missing" in state.stdout
     finally:
         assert initd("bcx-server", "stop", service_env).returncode == 0
+
+
+def test_init_script_symlink_runs_a_named_tracker_with_its_own_defaults(
+        service_env, r, keys, tmp_path):
+    link = tmp_path / "bcx-tracker-east"
+    link.symlink_to(INITD / "bcx-tracker")
+    # The instance's defaults file: next to the shared one, named after the instance.
+    Path(f"{service_env['BCX_DEFAULTS']}-tracker-east").write_text(
+        "BCX_EXCHANGE_COINBASE_SYMBOLS=ETH-USD\n")
+    pidfile = Path(service_env["BCX_TEST_RUNDIR"]) / "bcx-tracker-east.pid"
+    started = subprocess.run([str(link), "start"], env=service_env, capture_output=True,
+                             text=True, timeout=90)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "no heartbeat" not in started.stdout, started.stdout
+        assert r.hget(keys.heartbeat("tracker.east"), "exchanges") == "coinbase"
+        assert not r.exists(keys.heartbeat("tracker"))
+        state = subprocess.run([str(link), "status"], env=service_env, capture_output=True,
+                               text=True, timeout=90)
+        assert state.returncode == 0 and "heartbeat fresh" in state.stdout, state.stdout
+        log = (tmp_path / "log" / "bcx-tracker-east.log").read_text()
+        assert "coinbase ETH-USD" in log and "BTC-USD" not in log
+    finally:
+        stopped = subprocess.run([str(link), "stop"], env=service_env, capture_output=True,
+                                 text=True, timeout=90)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert not pidfile.exists() and not r.exists(keys.heartbeat("tracker.east"))
 
 
 def test_init_script_start_fails_when_the_component_exits(service_env, tmp_path):

@@ -14,7 +14,7 @@ from bcx.keys import Keys
 from bcx.ticks import Tick
 from bcx.tracker import writer as writermod
 from bcx.tracker.stats import FeedStats
-from bcx.tracker.writer import Writer
+from bcx.tracker.writer import Writer, open_stores
 from tests.support import wait_for
 
 keys = Keys("bcx")
@@ -30,15 +30,16 @@ def make_writer(r: redis.Redis) -> Iterator:
     writers: list[Writer] = []
 
     def make(*feeds: FeedStats, **settings: object) -> tuple[Writer, list[int]]:
-        writer = Writer(r, keys, TrackerConfig(**settings), feeds)
+        config = TrackerConfig(**settings)
+        writer = Writer(open_stores(r, keys, config), config, feeds)
         sizes: list[int] = []
-        write = writer.store.write
+        write = writer.stores.ticks.write
 
         def spy(batch: list[Tick]) -> int:
             sizes.append(len(batch))
             return write(batch)
 
-        writer.store.write = spy  # type: ignore[method-assign]
+        writer.stores.ticks.write = spy  # type: ignore[method-assign]
         writers.append(writer)
         writer.start()
         return writer, sizes

@@ -14,9 +14,7 @@ from bcx import aggregate, query, rulebook
 from bcx import health as healthmod
 from bcx.config import FIELDS, Config
 from bcx.keys import Keys
-from bcx.store import RollupStore, RuleStore, Store
-from bcx.store.alerts import AlertLog
-from bcx.store.channels import Channels
+from bcx.store import AlertLog, Channels, RollupStore, RuleStore, Store, Stores
 from bcx.timeutil import now_ms
 from web import openapi, params, sse
 from web.errors import error_response
@@ -193,8 +191,10 @@ def _authorise() -> None:
 @bp.get("/health")
 def health() -> tuple[Response, int]:
     _args()
-    report = healthmod.report(_connection(), _keys(), now_ms(), _cfg().web.stale_after,
-                              exchanges=tuple(_cfg().exchanges))
+    cfg = _cfg()
+    report = healthmod.report(Stores.open(_connection(), _keys()), now_ms(),
+                              cfg.web.stale_after, exchanges=tuple(cfg.exchanges),
+                              tracker_instance=cfg.tracker.instance)
     return jsonify(report), 200 if report["healthy"] else 503
 
 

@@ -14,6 +14,7 @@ from bcx import config as configmod
 from bcx.heartbeat import Heartbeat
 from bcx.keys import Keys
 from bcx.redisconn import from_config
+from bcx.store import Heartbeats
 
 log = logging.getLogger(__name__)
 COMPONENT = "web"
@@ -23,7 +24,8 @@ _stopping = threading.Event()
 
 def _heartbeat(cfg: configmod.Config) -> Heartbeat:
     connection = from_config(cfg.redis, client_name="bcx-web-heartbeat")
-    return Heartbeat(connection, Keys(cfg.redis.prefix), COMPONENT, cfg.web.heartbeat_ttl)
+    return Heartbeat.on(Heartbeats(connection, Keys(cfg.redis.prefix)), COMPONENT,
+                        cfg.web.heartbeat_ttl)
 
 
 def beat_until_stopped(heartbeat: Heartbeat, interval: float, stop: threading.Event) -> None:

@@ -49,6 +49,14 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def _reply(exc: BaseException) -> str:
+    """The server's error reply; redis-py prefixes the one a pipeline raises with
+    ``Command # N (…) of pipeline caused error: ``."""
+    text = str(exc)
+    marker = " of pipeline caused error: "
+    return text.split(marker, 1)[1] if marker in text else text
+
+
 def advice(exc: BaseException) -> str | None:
     """For a fatal Redis error, what to change; None for a transient one or a bug."""
     if is_transient(exc):

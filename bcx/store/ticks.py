@@ -8,40 +8,36 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis
 
-from bcx.keys import Keys, series_id, split_series_id
+from bcx.keys import Keys, series_id
+from bcx.store.base import Structure
+from bcx.store.registry import SeriesRegistry
 from bcx.ticks import Point, Tick, before, member, parse_member, score
 from bcx.timeutil import now_ms
 
 FIELDS = ("price", "bid", "ask")
-REREGISTER_S = 300.0
 log = logging.getLogger(__name__)
 
 
-class Store:
-    """Reads and writes one Redis database's series. Every write accepts the client handed in;
-    the instance holds no connection state of its own beyond it."""
+class TickStore(Structure):
+    """Reads and writes one Redis database's series. New series go into ``registry`` (its
+    own, or the one of the process's :class:`bcx.store.Stores`)."""
 
     def __init__(self, connection: redis.Redis, keys: Keys | None = None,
-                 publish_ticks: bool = False):
-        self.connection = connection
-        self.keys = keys or Keys()
+                 publish_ticks: bool = False, registry: SeriesRegistry | None = None):
+        super().__init__(connection, keys)
+        self.registry = registry or SeriesRegistry(connection, self.keys)
         self.publish_ticks = publish_ticks
         # Newest event time written per (series, field) by this process, and per series under
         # the field "time", so a late batch never moves the latest-values hash backwards. A
         # remembered time ahead of the clock is not believed: one tick stamped in the future
         # would otherwise hold the hash until that time came.
         self._newest: dict[tuple[str, str, str], int] = {}
-        # Series this process has registered: the registry is written only for new ones (and
-        # again every REREGISTER_S, so a registry emptied by hand fills up again).
-        self._registered: set[str] = set()
-        self._registered_at = time.monotonic()
 
     # ------------------------------------------------------------------ writes
     def write(self, ticks: Sequence[Tick]) -> int:
@@ -80,16 +76,10 @@ class Store:
             pipe.zadd(key, mapping)
         for (exchange, symbol), mapping in latest.items():
             pipe.hset(self.keys.latest(exchange, symbol), mapping=mapping)
-        if time.monotonic() - self._registered_at > REREGISTER_S:
-            self._registered.clear()
-            self._registered_at = time.monotonic()
-        new = [name for name in (series_id(e, s) for e, s in latest)
-               if name not in self._registered]
-        if new:
-            pipe.sadd(self.keys.series, *new)
+        new = self.registry.add((series_id(e, s) for e, s in latest), pipeline=pipe)
         pipe.execute()
         self._newest = newest
-        self._registered.update(new)
+        self.registry.confirm(new)
         if self.publish_ticks:
             # Never inside the pipeline: Redis Cluster refuses PUBLISH there. The batch is
             # stored by now, so a lost notice only delays live viewers, never loses data.
@@ -132,11 +122,11 @@ class Store:
         return [_decode_latest(found) for found in pipe.execute()]
 
     def series(self) -> list[tuple[str, str]]:
-        """Every known (exchange, symbol), sorted."""
-        return sorted(split_series_id(item) for item in self.connection.smembers(self.keys.series))
+        """Every known (exchange, symbol), sorted (the registry's)."""
+        return self.registry.all()
 
     def has_series(self, exchange: str, symbol: str) -> bool:
-        return bool(self.connection.sismember(self.keys.series, series_id(exchange, symbol)))
+        return self.registry.contains(exchange, symbol)
 
     # ------------------------------------------------------------------ retention
     def trim(self, exchange: str, symbol: str, field: str, cutoff_ms: int) -> int:
@@ -198,6 +188,10 @@ class Store:
             return 0
         target = pipeline if pipeline is not None else self.connection
         return target.zrem(self.keys.raw(exchange, symbol, field), *members)
+
+
+# The name the other modules still import until they move to TickStore.
+Store = TickStore
 
 
 def _decode_latest(found: dict[str, str]) -> dict[str, Any] | None:

@@ -210,6 +210,10 @@ class Feed:
             self.writer.publish_event(self._event(RESOLVED, f"{self.exchange}: feed back up"))
 
     def _event(self, state: str, message: str) -> TriggerEvent:
+        """The feed_down report; a named tracker says which one in the message (the rule id
+        stays ``feed_down:<exchange>``)."""
+        if self.config.instance:
+            message = f"tracker {self.config.instance}: {message}"
         return TriggerEvent(rule=f"feed_down:{self.exchange}", series=f"{self.exchange}:*",
                             state=state, kind="feed_down",
                             value=self.stats.consecutive_failures,

@@ -17,12 +17,15 @@ from bcx.lifecycle import install_stop_handlers
 from bcx.redisconn import from_config
 from bcx.tracker.feed import Feed, ProtocolFactory
 from bcx.tracker.stats import FeedStats
-from bcx.tracker.writer import Writer
+from bcx.tracker.writer import Writer, open_stores
 
 log = logging.getLogger(__name__)
 
 # Seconds the feeds get to notice a stop; the writer then flushes what they handed over.
 FEED_STOP_TIMEOUT = 2.0
+# Exit status when Redis refuses the tracker for good (as for an invalid config: a setting
+# to fix, not a crash to restart from).
+EXIT_MISCONFIGURED = 2
 
 
 def default_protocols(name: str) -> ProtocolFactory:
@@ -50,7 +53,8 @@ class Tracker:
         self.config = config
         tracker = config.tracker
         self.stats = [FeedStats(name) for name in tracker.exchanges]
-        self.writer = Writer(connection, Keys(config.redis.prefix), tracker, self.stats,
+        stores = open_stores(connection, Keys(config.redis.prefix), tracker)
+        self.writer = Writer(stores, tracker, self.stats,
                              stream_maxlen=config.redis.stream_maxlen)
         lookup = protocols.__getitem__ if isinstance(protocols, Mapping) else protocols
         self.feeds = [
@@ -78,12 +82,17 @@ class Tracker:
 
 
 def run(config: Config) -> int:
-    """``bcx tracker``: stream until SIGTERM/SIGINT, flush, exit 0 (1 if ticks were lost)."""
+    """``bcx tracker``: stream until SIGTERM/SIGINT, flush, exit 0 (1 if ticks were lost, 2
+    if Redis refused the tracker for a reason a setting must fix)."""
     stop = threading.Event()
     install_stop_handlers(stop)
     tracker = Tracker(config, tracker_client(config))
     tracker.start()
     while not stop.wait(0.5):
+        if tracker.writer.fatal is not None:
+            log.error("tracker stopped: %s", tracker.writer.fatal)
+            tracker.stop()
+            return EXIT_MISCONFIGURED
         if not tracker.writer.thread.is_alive():
             log.error("the writer thread died: exiting so the service manager restarts us")
             tracker.stop()

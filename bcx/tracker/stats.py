@@ -16,18 +16,11 @@ from typing import Any
 
 from bcx.exchanges.gate import REASONS
 from bcx.keys import series_id
+from bcx.store.trackerstats import COUNTER_MAX, saturated
 from bcx.ticks import Tick
 from bcx.timeutil import iso_ms, now_ms
 
-# Redis integers are signed 64-bit: a counter stops here instead of overflowing (a trade-id
-# jump past 2**63 is counted as that many missed trades, saturated, not as an error).
-COUNTER_MAX = 2**63 - 1
-
-
-def saturated(fields: dict[str, Any]) -> dict[str, Any]:
-    """``fields`` with every integer capped at ``COUNTER_MAX``, as Redis can store them."""
-    return {name: min(value, COUNTER_MAX) if isinstance(value, int) else value
-            for name, value in fields.items()}
+__all__ = ["COUNTER_MAX", "DropLog", "FeedStats", "Latency", "saturated"]
 
 
 @dataclass

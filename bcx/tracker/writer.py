@@ -1,6 +1,7 @@
 """The tracker's one Redis thread: batches ticks into the store, holds them in a bounded
 buffer while Redis is unreachable, and writes stats, gap counts, the heartbeat and feed
-events.
+events. A Redis error that waiting will not cure (a wrong password, a key of another type)
+stops it with :attr:`Writer.fatal` saying which setting to fix.
 
 Feed threads only ever call :meth:`Writer.submit` and :meth:`Writer.publish_event`, which
 never block on Redis, so a Redis outage never stalls a websocket.
@@ -8,6 +9,7 @@ never block on Redis, so a Redis outage never stalls a websocket.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -19,13 +21,14 @@ import redis
 
 from bcx.config import TrackerConfig
 from bcx.events import TriggerEvent, publish
-from bcx.heartbeat import Heartbeat
+from bcx.heartbeat import Heartbeat, tracker_component
 from bcx.keys import Keys
 from bcx.lifecycle import Backoff
-from bcx.store import Store
+from bcx.store import Stores
+from bcx.store.errors import advice
 from bcx.ticks import Tick
 from bcx.timeutil import now_ms
-from bcx.tracker.stats import COUNTER_MAX, DropLog, FeedStats, Latency, saturated
+from bcx.tracker.stats import COUNTER_MAX, DropLog, FeedStats, Latency
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,12 @@ RETRY_MAX = 1.0
 INBOX_MIN = 1000
 # A stats or heartbeat write that keeps failing is logged at most this often (seconds).
 STATS_WARN_EVERY = 60.0
+
+
+def open_stores(connection: redis.Redis, keys: Keys, config: TrackerConfig) -> Stores:
+    """The tracker's stores: live tick notices as configured, stats of its instance."""
+    return Stores.open(connection, keys, publish_ticks=config.publish_ticks,
+                       tracker_instance=config.instance)
 
 
 class ThrottledWarning:
@@ -61,19 +70,18 @@ class ThrottledWarning:
 
 
 class Writer:
-    """Drains submitted ticks into ``store.write`` in batches of at most ``batch_size`` that
-    flush when full or ``flush_interval`` after their first tick arrived."""
+    """Drains submitted ticks into ``stores.ticks.write`` in batches of at most ``batch_size``
+    that flush when full or ``flush_interval`` after their first tick arrived. ``stores`` is
+    opened with the tracker's ``publish_ticks`` and ``instance`` (see :func:`open_stores`)."""
 
-    def __init__(self, connection: redis.Redis, keys: Keys, config: TrackerConfig,
+    def __init__(self, stores: Stores, config: TrackerConfig,
                  feeds: Sequence[FeedStats] = (), stream_maxlen: int = 100000):
-        self.connection = connection
-        self.keys = keys
+        self.stores = stores
         self.config = config
         self.feeds = list(feeds)
         self.stream_maxlen = stream_maxlen
-        self.store = Store(connection, keys, publish_ticks=config.publish_ticks)
-        self.heartbeat = Heartbeat(connection, keys, "tracker", config.heartbeat_ttl,
-                                   interval=config.stats_interval)
+        self.heartbeat = Heartbeat.on(stores.heartbeats, tracker_component(config.instance),
+                                      config.heartbeat_ttl, interval=config.stats_interval)
         self.inbox: queue.SimpleQueue[list[Tick] | None] = queue.SimpleQueue()
         self.inbox_limit = max(2 * config.batch_size, INBOX_MIN)
         self.room = threading.Event()
@@ -92,6 +100,9 @@ class Writer:
         self.warn_saturated = ThrottledWarning(log, STATS_WARN_EVERY)
         self.degraded = ""
         self.degraded_since_ms = 0
+        # What to fix when Redis refused us for good (see bcx.store.errors.advice); the
+        # thread has stopped then and run() exits with it.
+        self.fatal: str | None = None
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="tracker-writer", daemon=True)
 
@@ -146,8 +157,8 @@ class Writer:
             if now >= next_stats:
                 self._write_stats()
                 next_stats = now + self.config.stats_interval
-            if stop_deadline is not None and self.inbox.empty() and (
-                    not self.pending or now >= stop_deadline):
+            if self.fatal is not None or (stop_deadline is not None and self.inbox.empty() and (
+                    not self.pending or now >= stop_deadline)):
                 break
         self._finish()
 
@@ -193,10 +204,11 @@ class Writer:
         while self.pending:
             batch = [self.pending.popleft() for _ in range(min(size, len(self.pending)))]
             try:
-                self.store.write(batch)
+                self.stores.ticks.write(batch)
             except (redis.RedisError, OSError) as exc:
                 self.pending.extendleft(reversed(batch))
-                self._redis_failed(exc)
+                if not self._misconfigured(exc):
+                    self._redis_failed(exc)
                 return
             except Exception:  # noqa: BLE001 - a batch that can never be written is dropped
                 log.exception("a batch of %d ticks cannot be written; dropped", len(batch))
@@ -208,6 +220,13 @@ class Writer:
             self.window.add_batch(batch, acked)
             self.written += len(batch)
             self._redis_back()
+
+    def _misconfigured(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is fatal; then the loop ends with :attr:`fatal` set."""
+        message = advice(exc)
+        if message is not None and self.fatal is None:
+            self.fatal = message
+        return message is not None
 
     def _redis_failed(self, exc: BaseException) -> None:
         delay = self.retry.next()
@@ -247,75 +266,48 @@ class Writer:
         else:
             self.degraded = problem
             self.degraded_since_ms = self.degraded_since_ms or now_ms()
-        if not self.stopping.is_set():
+        if not self.stopping.is_set() and self.fatal is None:
             try:
                 self.heartbeat.beat(**self._heartbeat_info())
             except (redis.RedisError, OSError) as exc:
-                self.warn("tracker heartbeat not written: %s", exc)
+                if not self._misconfigured(exc):
+                    self.warn("tracker heartbeat not written: %s", exc)
                 return
         self.window.reset()
 
     def _write_feed_stats(self) -> str | None:
-        """Each feed's stats hash and its gap deltas (HINCRBY, saturating at COUNTER_MAX);
-        the deltas of a failed increment go back to be retried. Returns what failed."""
-        gaps = [(feed, feed.take_gaps()) for feed in self.feeds]
-        pipe = self.connection.pipeline(transaction=False)
-        for feed, deltas in gaps:
-            pipe.hset(self.keys.tracker_stats(feed.exchange),
-                      mapping=saturated(feed.as_hash()))
-            for symbol, missed in deltas.items():
-                pipe.hincrby(self.keys.gaps(feed.exchange), symbol, min(missed, COUNTER_MAX))
+        """Each feed's stats hash and its gap deltas; the deltas that were not counted go
+        back to be retried. Returns what failed."""
+        gaps = {feed.exchange: feed.take_gaps() for feed in self.feeds}
         try:
-            replies = iter(pipe.execute(raise_on_error=False))
+            outcome = self.stores.tracker_stats.write(
+                {feed.exchange: feed.as_hash() for feed in self.feeds}, gaps)
         except (redis.RedisError, OSError) as exc:
-            for feed, deltas in gaps:
-                feed.return_gaps(deltas)
-            self.warn("tracker stats not written: %s", exc)
+            for feed in self.feeds:
+                feed.return_gaps(gaps[feed.exchange])
+            if not self._misconfigured(exc):
+                self.warn("tracker stats not written: %s", exc)
             return f"stats not written: {exc}"
-        failures: list[str] = []
-        overflowed: list[tuple[str, str]] = []
-        for feed, deltas in gaps:
-            reply = next(replies)
-            if isinstance(reply, Exception):
-                failures.append(f"{self.keys.tracker_stats(feed.exchange)}: {reply}")
-            unwritten: Counter[str] = Counter()
-            for symbol, missed in deltas.items():
-                reply = next(replies)
-                if isinstance(reply, redis.ResponseError) and "overflow" in str(reply):
-                    overflowed.append((feed.exchange, symbol))
-                elif isinstance(reply, Exception):
-                    # Only this delta goes back: the others are counted already.
-                    unwritten[symbol] = missed
-                    failures.append(f"{self.keys.gaps(feed.exchange)} {symbol}: {reply}")
-            feed.return_gaps(unwritten)
-        if overflowed:
-            failures.extend(self._saturate_gaps(overflowed))
-        if failures:
-            self.warn("tracker stats not written: %s", "; ".join(failures))
-            return f"stats not written: {failures[0]}"
-        return None
-
-    def _saturate_gaps(self, fields: Sequence[tuple[str, str]]) -> list[str]:
-        """Set gap counts whose increment would overflow to COUNTER_MAX (only this thread
-        writes them, so nothing changes them in between)."""
-        pipe = self.connection.pipeline(transaction=False)
-        for exchange, symbol in fields:
-            pipe.hset(self.keys.gaps(exchange), symbol, COUNTER_MAX)
+        for feed in self.feeds:
+            feed.return_gaps(outcome.unwritten.get(feed.exchange, Counter()))
+        for exchange, symbol in outcome.saturated:
             self.warn_saturated("gap count of %s:%s reached %d and stays there", exchange,
                                 symbol, COUNTER_MAX)
-        try:
-            pipe.execute()
-        except (redis.RedisError, OSError) as exc:
-            return [f"saturated gap counts: {exc}"]
-        return []
+        if outcome.failures:
+            self.warn("tracker stats not written: %s", "; ".join(outcome.failures))
+            return f"stats not written: {outcome.failures[0]}"
+        return None
 
     def _publish_events(self) -> str | None:
         """Relay pending feed events in order; what fails stays for the next interval."""
         try:
             while self.events:
-                publish(self.connection, self.keys, self.events[0], self.stream_maxlen)
+                publish(self.stores.connection, self.stores.keys, self.events[0],
+                        self.stream_maxlen)
                 self.events.popleft()
         except (redis.RedisError, OSError) as exc:
+            if self._misconfigured(exc):
+                return f"feed events not published: {exc}"
             self.warn("%d feed events not published yet: %s", len(self.events), exc)
             return f"feed events not published: {exc}"
         return None
@@ -336,11 +328,16 @@ class Writer:
         }
 
     def _finish(self) -> None:
+        for feed in self.feeds:
+            feed.connected = False
+        if self.fatal is not None:
+            # run() reports the one message; the heartbeat goes if Redis lets us.
+            with contextlib.suppress(redis.RedisError, OSError):
+                self.heartbeat.clear()
+            return
         if self.pending:
             log.error("stopping with Redis unreachable: %d ticks not written", len(self.pending))
         self._log_drops()
-        for feed in self.feeds:
-            feed.connected = False
         self._write_stats()
         try:
             self.heartbeat.clear()
