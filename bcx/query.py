@@ -5,13 +5,10 @@ where JSON numbers are produced (Highcharts plots numbers)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import redis
-
-from bcx.keys import Keys, series_id
+from bcx.keys import series_id
 from bcx.store import Store
 
 FIELDS = ("price", "bid", "ask")
@@ -94,24 +91,3 @@ def history(store: Store, exchange: str, symbol: str, field: str, start_ms: int 
     return {"series": series_id(exchange, symbol), "field": field, "start": start_ms,
             "end": end_ms, "count": len(points), "truncated": truncated,
             "next_end": found[0][0] - 1 if truncated and found else None, "points": points}
-
-
-def tracker_stats(connection: redis.Redis, keys: Keys,
-                  exchanges: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """exchange -> its tracker stats hash (numbers as ints), for those that have one."""
-    pipe = connection.pipeline(transaction=False)
-    for name in exchanges:
-        pipe.hgetall(keys.tracker_stats(name))
-    out = {}
-    for name, found in zip(exchanges, pipe.execute(), strict=True):
-        if found:
-            out[name] = {key: value if _int(value) is None else _int(value)
-                         for key, value in found.items()}
-    return out
-
-
-def _int(text: Any) -> int | None:
-    try:
-        return int(text)
-    except (TypeError, ValueError):
-        return None

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
+from bcx.config import RedisConfig
+from bcx.redisconn import from_config
 from tests.support import free_port, wait_for
 
 
@@ -266,3 +270,44 @@ class SentinelDeployment:
     def stop(self) -> None:
         for node in [*self.sentinels, *self.data_nodes]:
             node.stop()
+
+
+@dataclass
+class Backend:
+    """Where a test's BCX data lives: one standalone server or a cluster, with what a test
+    needs to configure components for it and to read every key back."""
+
+    mode: str
+    url: str
+    cluster: RedisClusterDeployment | None = None
+
+    @property
+    def redis(self) -> RedisConfig:
+        return RedisConfig(url=self.url, mode=self.mode)
+
+    @property
+    def section(self) -> str:
+        """The ``[redis]`` section of a bcx.conf for this backend."""
+        return f"[redis]\nurl = {self.url}\nmode = {self.mode}\n"
+
+    def client(self) -> Any:
+        return from_config(self.redis)
+
+    def keys(self) -> set[str]:
+        """Every key, from every master."""
+        nodes = self.cluster.masters() if self.cluster is not None else None
+        clients = ([node.client() for node in nodes] if nodes is not None
+                   else [redis.Redis.from_url(self.url, decode_responses=True)])
+        found: set[str] = set()
+        for client in clients:
+            found.update(client.keys("*"))
+            client.close()
+        return found
+
+    def flush(self) -> None:
+        if self.cluster is not None:
+            self.cluster.flushall()
+            return
+        client = redis.Redis.from_url(self.url)
+        client.flushall()
+        client.close()

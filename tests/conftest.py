@@ -12,7 +12,7 @@ import redis
 from bcx.keys import Keys
 from bcx.replay import ReplayServer
 from bcx.store import Store
-from tests.cluster_support import RedisClusterDeployment, SentinelDeployment
+from tests.cluster_support import Backend, RedisClusterDeployment, SentinelDeployment
 from tests.support import RedisServer
 
 DATA = Path(__file__).parent / "data"
@@ -97,3 +97,16 @@ def sentinel_deployment(tmp_path: Path) -> Iterator[SentinelDeployment]:
     deployment.start()
     yield deployment
     deployment.stop()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def backend(request: pytest.FixtureRequest, redis_server: RedisServer) -> Backend:
+    """Each test that asks for it runs twice: on the standalone server and on the cluster,
+    emptied first."""
+    if request.param == "cluster":
+        cluster: RedisClusterDeployment = request.getfixturevalue("redis_cluster")
+        found = Backend("cluster", cluster.url, cluster)
+    else:
+        found = Backend("standalone", redis_server.url)
+    found.flush()
+    return found

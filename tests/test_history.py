@@ -6,9 +6,11 @@ import csv
 import json
 import os
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -19,6 +21,7 @@ from bcx.store import RollupStore, Store
 from bcx.ticks import Tick
 from bcx.watcher.archive import Archive
 from bcx.watcher.history import HistoryManager
+from tests.cluster_support import Backend
 from tests.conftest import DATA
 
 QUOTES = ("USDT", "USDC", "BRL", "ETH", "BNB", "AUD")
@@ -75,6 +78,15 @@ def watcher_config(**changes: object) -> WatcherConfig:
 
 
 ROLLUPS = ((10.0, 86400.0), (30.0, 86400.0), (60.0, 86400.0))
+
+
+
+@pytest.fixture
+def r(backend: Backend) -> Iterator[Any]:
+    """Every test here runs on the standalone server and on the cluster."""
+    client = backend.client()
+    yield client
+    client.close()
 
 
 @pytest.fixture

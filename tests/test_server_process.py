@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from bcx.store.alerts import AlertLog
+from tests.cluster_support import Backend
 from tests.server_support import (
     duplicates,
     log_ids,
     pending_count,
     publish_events,
 )
-from tests.support import RedisServer, wait_for
+from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUP = "bcx-server"
@@ -28,18 +29,20 @@ GROUP = "bcx-server"
 class Servers:
     """`bcx server` subprocesses sharing one config; each is killed at teardown if alive."""
 
-    def __init__(self, tmp_path: Path, redis_url: str, webhook_url: str):
+    def __init__(self, tmp_path: Path, redis_url: str, webhook_url: str,
+                 mode: str = "standalone"):
         self.tmp_path = tmp_path
         self.log_path = tmp_path / "alerts.jsonl"
         self.processes: list[subprocess.Popen[bytes]] = []
         self.stderr_paths: list[Path] = []
         self.config_path = tmp_path / "bcx.conf"
         self.redis_url = redis_url
+        self.mode = mode
         self.webhook_url = webhook_url
 
     def write_config(self, consumer: str = "") -> None:
         self.config_path.write_text(
-            f"[redis]\nurl = {self.redis_url}\n\n"
+            f"[redis]\nurl = {self.redis_url}\nmode = {self.mode}\n\n"
             "[server]\nnotifiers = log webhook\n"
             f"log_path = {self.log_path}\n"
             f"webhook_url = {self.webhook_url}\n"
@@ -70,8 +73,16 @@ class Servers:
 
 
 @pytest.fixture
-def servers(tmp_path, redis_server: RedisServer, r, receiver) -> Iterator[Servers]:
-    servers = Servers(tmp_path, redis_server.url, receiver.url)
+def r(backend: Backend) -> Iterator[object]:
+    """Every test here runs on the standalone server and on the cluster."""
+    client = backend.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def servers(tmp_path, backend: Backend, r, receiver) -> Iterator[Servers]:
+    servers = Servers(tmp_path, backend.url, receiver.url, backend.mode)
     yield servers
     servers.kill_all()
 

@@ -14,73 +14,21 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
 from bcx import demo
-from bcx.config import RedisConfig
 from bcx.keys import Keys
-from bcx.redisconn import from_config
 from bcx.replay import ReplayServer
-from tests.cluster_support import RedisClusterDeployment
-from tests.support import RedisServer, free_port, wait_for
+from tests.cluster_support import Backend
+from tests.support import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 KEYS = Keys("bcx")
 SERIES = ("BTC-USD", "ETH-USD")
 COMPONENTS = ("tracker", "watcher.history", "watcher.rules", "server", "web")
-
-
-@dataclass
-class Backend:
-    mode: str
-    url: str
-    cluster: RedisClusterDeployment | None = None
-
-    @property
-    def redis(self) -> RedisConfig:
-        return RedisConfig(url=self.url, mode=self.mode)
-
-    def client(self) -> Any:
-        return from_config(self.redis)
-
-    def keys(self) -> set[str]:
-        if self.cluster is None:
-            client = self.client()
-            try:
-                return set(client.keys("*"))
-            finally:
-                client.close()
-        found: set[str] = set()
-        for node in self.cluster.masters():
-            client = node.client()
-            try:
-                found.update(client.keys("*"))
-            finally:
-                client.close()
-        return found
-
-    def flush(self) -> None:
-        if self.cluster is not None:
-            self.cluster.flushall()
-        else:
-            client = self.client()
-            client.flushall()
-            client.close()
-
-
-@pytest.fixture(params=["standalone", "cluster"])
-def backend(request: pytest.FixtureRequest, redis_server: RedisServer) -> Backend:
-    if request.param == "cluster":
-        cluster: RedisClusterDeployment = request.getfixturevalue("redis_cluster")
-        found = Backend("cluster", cluster.url, cluster)
-    else:
-        found = Backend("standalone", redis_server.url)
-    found.flush()
-    return found
 
 
 def _config(tmp_path: Path, backend: Backend, replay_url: str, web_port: int) -> Path:

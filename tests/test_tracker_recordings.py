@@ -23,6 +23,7 @@ from bcx.replay import ReplayServer
 from bcx.ticks import parse_member
 from bcx.tracker.run import Tracker, tracker_client
 from tests import trackerkit
+from tests.cluster_support import Backend
 from tests.support import wait_for
 
 # Native symbol -> normalised symbol, per recording (the mapping the venues document).
@@ -78,9 +79,10 @@ class Replayed:
 
 
 @pytest.fixture
-def replay_recording(r: redis.Redis, redis_url: str, tmp_path: Path
-                     ) -> Iterator[callable]:
+def replay_recording(backend: Backend, tmp_path: Path) -> Iterator[callable]:
+    """Runs on the standalone server and on the cluster (the ``backend`` fixture)."""
     started: list[tuple[Tracker, ReplayServer]] = []
+    r = backend.client()
     pubsub = r.pubsub()
 
     def run(name: str) -> Replayed:
@@ -90,7 +92,8 @@ def replay_recording(r: redis.Redis, redis_url: str, tmp_path: Path
         server = ReplayServer(trackerkit.DATA / f"{name}.session.jsonl", speed=0)
         url = server.start()
         symbols = sorted(set(SYMBOLS[name].values()))
-        config = trackerkit.tracker_config(tmp_path, redis_url, {EXCHANGE[name]: (url, symbols)})
+        config = trackerkit.tracker_config(tmp_path, backend.url, {EXCHANGE[name]: (url, symbols)},
+                                           mode=backend.mode)
         tracker = Tracker(config, tracker_client(config))
         started.append((tracker, server))
         tracker.start()
@@ -114,6 +117,7 @@ def replay_recording(r: redis.Redis, redis_url: str, tmp_path: Path
         tracker.stop()
         server.stop()
     pubsub.close()
+    r.close()
 
 
 @pytest.mark.parametrize("name", sorted(SYMBOLS))

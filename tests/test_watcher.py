@@ -9,28 +9,32 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from bcx import config as configmod
 from bcx.heartbeat import read_all
-from bcx.redisconn import connect
+from bcx.redisconn import from_config
 from bcx.store import Store
 from bcx.ticks import Tick
 from bcx.timeutil import now_ms
 from bcx.watcher import run
 from bcx.watcher.run import HISTORY, RULES, Watcher
+from tests.cluster_support import Backend
 from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def write_config(tmp_path: Path, redis_url: str, rule_interval: str = "100ms") -> Path:
+def write_config(tmp_path: Path, redis_url: str, rule_interval: str = "100ms",
+                 mode: str = "standalone") -> Path:
     path = tmp_path / "bcx.conf"
     path.write_text(f"""\
 [redis]
 url = {redis_url}
+mode = {mode}
 
 [watcher]
 rule_interval = {rule_interval}
@@ -48,12 +52,21 @@ threshold = 50000
 
 
 @pytest.fixture
-def make_watcher(r, redis_url, tmp_path) -> Iterator[Callable[..., Watcher]]:
+def r(backend: Backend) -> Iterator[Any]:
+    """Every test here runs on the standalone server and on the cluster."""
+    client = backend.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def make_watcher(r, backend: Backend, tmp_path) -> Iterator[Callable[..., Watcher]]:
     made: list[tuple[Watcher, redis.Redis]] = []
 
     def make(**settings: str) -> Watcher:
-        config = configmod.load(str(write_config(tmp_path, redis_url, **settings)), env={})
-        connection = connect(redis_url)
+        config = configmod.load(str(write_config(tmp_path, backend.url, mode=backend.mode,
+                                                 **settings)), env={})
+        connection = from_config(config.redis)
         made.append((Watcher(connection, config), connection))
         return made[-1][0]
 
@@ -163,8 +176,8 @@ def test_shutdown_clears_both_heartbeats(r, keys, watcher):
     assert read_all(r, keys) == {HISTORY: None, RULES: None}
 
 
-def test_bcx_watcher_exits_0_on_sigterm(r, redis_url, tmp_path):
-    path = write_config(tmp_path, redis_url)
+def test_bcx_watcher_exits_0_on_sigterm(r, backend: Backend, tmp_path):
+    path = write_config(tmp_path, backend.url, mode=backend.mode)
     process = subprocess.Popen([sys.executable, "-m", "bcx.cli", "watcher", "--config",
                                 str(path)], cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)

@@ -27,7 +27,7 @@ Script = Callable[[ServerConnection, int], None]
 
 
 def tracker_config(tmp_path: Path, redis_url: str, exchanges: dict[str, tuple[str, list[str]]],
-                   **tracker: Any) -> configmod.Config:
+                   mode: str = "standalone", **tracker: Any) -> configmod.Config:
     """A Config streaming ``exchanges`` (name -> (url, symbols)) into ``redis_url`` with fast
     test timings unless ``tracker`` overrides them."""
     settings = {"batch_size": 500, "flush_interval": "20ms", "backoff_initial": "50ms",
@@ -35,7 +35,7 @@ def tracker_config(tmp_path: Path, redis_url: str, exchanges: dict[str, tuple[st
                 "stats_interval": "100ms", "feed_down_after": 3}
     settings.update(tracker)
     settings["exchanges"] = " ".join(exchanges)
-    lines = ["[redis]", f"url = {redis_url}", "[tracker]"]
+    lines = ["[redis]", f"url = {redis_url}", f"mode = {mode}", "[tracker]"]
     lines += [f"{key} = {value}" for key, value in settings.items()]
     for name, (url, symbols) in exchanges.items():
         lines += [f"[exchange:{name}]", f"url = {url}", f"symbols = {' '.join(symbols)}"]

@@ -27,7 +27,7 @@ kind's condition is (a rule whose data is missing is not evaluated):
 Ticks arrive as the tracker's batches on ``keys.ticks_channel``; only the rules of the series in
 a batch are evaluated, above/below/cross on every value in order so a crossing inside one batch
 counts. ``periodic()`` evaluates every rule from Redis, for time-based conditions (``stale``,
-``for``, cooldowns). Events (``rule`` = the rule id) go out through ``bcx.events.publish``
+``for``, cooldowns). Events (``rule`` = the rule id) go out through the event stream
 before the state that records them is saved: a crash in between may repeat an event, never
 lose one. The states of rules that no longer exist (deleted, removed from bcx.conf, disabled)
 are dropped at each reload, so a rule added again later starts afresh.
@@ -78,6 +78,7 @@ class RuleEngine:
         self.config = config
         self.ticks = Store(connection, keys)
         self.rule_store = RuleStore(connection, keys)
+        self.event_stream = EventStream(connection, keys)
         self.started_ms = started_ms
         self.config_rules = config_rules(config)
         self.stored: dict[str, Rule] = {}  # rules of the rules hash by id
@@ -94,7 +95,7 @@ class RuleEngine:
         saved = self.rule_store.states()
         self.states = {rule_id: RuleState.from_json(text) for rule_id, text in saved.items()}
         self.reload()
-        for text in EventStream(self.connection, self.keys).recent_reports(STREAM_LOOKBACK):
+        for text in self.event_stream.recent_reports(STREAM_LOOKBACK):
             self._note_tracker_event(text)
 
     def reload(self) -> None:
@@ -199,7 +200,7 @@ class RuleEngine:
             if state.fingerprint() != before:
                 dirty.add(rule.id)
         for event in out:
-            events.publish(self.connection, self.keys, event, self.config.redis.stream_maxlen)
+            self.event_stream.publish(event.to_json(), self.config.redis.stream_maxlen)
             log.info("%s", event.message)
         self.emitted += len(out)
         self.rule_store.save_states({rule_id: self.states[rule_id].to_json()
