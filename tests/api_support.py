@@ -29,9 +29,9 @@ TOKEN = "s3cret-token"
 RECORDING = DATA / "coinbase_ticker.session.jsonl"
 
 
-def make_config(redis_url: str, **web: str) -> configmod.Config:
+def make_config(redis_url: str, mode: str = "standalone", **web: str) -> configmod.Config:
     parser = configparser.ConfigParser(interpolation=None, default_section="__defaults__")
-    parser.read_dict({"redis": {"url": redis_url},
+    parser.read_dict({"redis": {"url": redis_url, "mode": mode},
                       "web": {"api_token": TOKEN, "sse_keepalive": "1s", **web}})
     return configmod.from_parser(parser, "test", env={})
 

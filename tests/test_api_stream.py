@@ -5,18 +5,35 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 import requests
 
+from bcx import config as configmod
 from bcx import events
 from bcx.keys import Keys
+from bcx.redisconn import LazyCluster
 from bcx.store import Store
 from bcx.ticks import Tick
 from bcx.timeutil import now_ms
-from tests.api_support import LiveServer
+from tests.api_support import LiveServer, make_config
+from tests.cluster_support import Backend
 from tests.support import wait_for
+
+
+@pytest.fixture
+def r(backend: Backend) -> Iterator[Any]:
+    """Every test here runs on the standalone server and on the cluster."""
+    client = backend.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def cfg(backend: Backend) -> configmod.Config:
+    return make_config(backend.url, mode=backend.mode)
 
 STREAM = "/api/v1.0/stream"
 
@@ -70,7 +87,11 @@ def connect(live_server: LiveServer, r: redis.Redis, keys: Keys) -> Iterator:
              message="every stream of the test to end")
 
 
-def subscribers(r: redis.Redis, channel: str) -> int:
+def subscribers(r: Any, channel: str) -> int:
+    """Subscribers of ``channel`` on every node (on a cluster, a subscription lives on one)."""
+    if isinstance(r, LazyCluster):
+        return sum(dict(node.redis_connection.pubsub_numsub(channel)).get(channel, 0)
+                   for node in r.get_nodes())
     return dict(r.pubsub_numsub(channel)).get(channel, 0)
 
 
