@@ -55,6 +55,11 @@ def decimal_text(value: Any, what: str) -> str:
     return value
 
 
+def optional_decimal(value: Any, what: str) -> str | None:
+    """:func:`decimal_text`, or None when the field is absent or null (optional sizes)."""
+    return None if value is None else decimal_text(value, what)
+
+
 def iso_to_ms(text: Any) -> int:
     """RFC 3339 ``2021-04-17T16:43:30.244075Z`` -> epoch ms (truncated, never via float)."""
     if not isinstance(text, str):
