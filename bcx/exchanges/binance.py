@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from bcx.exchanges.base import FeedProtocol, MalformedFrame, Parsed, Rewrite, Verdict
 from bcx.exchanges.common import (
+    DECIMAL,
     GapCounter,
     decimal_text,
     field,
@@ -100,11 +101,18 @@ class Binance(FeedProtocol):
         price = decimal_text(data.get("p"), "p")
         tick = Tick(self.name, symbol, ms, price=price, seq=trade_id,
                     received_ns=received_ms * 1_000_000)
-        trade = Trade(self.name, symbol, ms, price=price, size=decimal_text(data.get("q"), "q"),
-                      side=SELL if field(data, "m", bool) else BUY, id=str(trade_id),
-                      received_ns=received_ms * 1_000_000)
+        parsed = Parsed(ticks=[tick])
+        size, maker = data.get("q"), data.get("m")
+        # The price series never depended on q and m: a frame without them (not seen from the
+        # venue) still gives its price, and no trade.
+        if isinstance(maker, bool) and isinstance(size, str) and DECIMAL.fullmatch(size):
+            parsed.trades.append(Trade(self.name, symbol, ms, price=price, size=size,
+                                       side=SELL if maker else BUY, id=str(trade_id),
+                                       received_ns=received_ms * 1_000_000))
         missed = self._trade_ids.observe((symbol, kind), trade_id)
-        return Parsed(ticks=[tick], trades=[trade], gaps=[(symbol, missed)] if missed else [])
+        if missed:
+            parsed.gaps.append((symbol, missed))
+        return parsed
 
     def _book_ticker(self, data: dict[str, Any], received_ms: int) -> Parsed:
         symbol = self.symbol_of(field(data, "s"))

@@ -48,6 +48,10 @@ SEEN_TRADES = 4096
 _TRADE_UPDATES = ("te", "tu")
 _PAIR = re.compile(r"^t([A-Z0-9]{3,}):?([A-Z0-9]{3,})$")
 _TRAILING_SEQ = re.compile(r",(\d+)\]$")
+# Trade frames as the replay server rewrites them: an update, a snapshot, one trade's ID and MTS.
+_TRADE_UPDATE = re.compile(r'^\[\d+,"t[eu]",\[')
+_TRADE_SNAPSHOT = re.compile(r"^\[\d+,\[\[\d+,\d+,")
+_TRADE_ENTRY = re.compile(r"\[(\d+),(\d+),(?=[-\d.eE+]+,[-\d.eE+]+\])")
 
 # Info codes after which the venue expects a fresh connection and subscriptions: 20051 asks
 # clients to reconnect; 20061 ends a maintenance pause, after which channels must be
@@ -213,7 +217,13 @@ class Bitfinex(FeedProtocol):
 
     @classmethod
     def rewrite(cls, raw: str, change: Rewrite) -> str:
-        if not change.seq_offset or not raw.startswith("["):
+        if not raw.startswith("["):
+            return raw
+        if change.shift_ms and (_TRADE_UPDATE.match(raw) or _TRADE_SNAPSHOT.match(raw)):
+            # Trades carry their time MTS: [ID,MTS,AMOUNT,PRICE]; only MTS changes.
+            raw = _TRADE_ENTRY.sub(
+                lambda m: f"[{m.group(1)},{int(m.group(2)) + change.shift_ms},", raw)
+        if not change.seq_offset:
             return raw
         return _TRAILING_SEQ.sub(lambda m: f",{int(m.group(1)) + change.seq_offset}]", raw)
 
