@@ -108,7 +108,8 @@ def load_session(path: str | Path, exchange: str | None = None) -> Session:
 
 
 def _symbols(adapter: type[FeedProtocol], body: Sequence[Frame]) -> frozenset[str]:
-    """The series a recording carries, read by the adapter itself (for strict checks)."""
+    """The symbols a recording carries ticks or trades of, read by the adapter itself (for
+    strict checks)."""
     protocol = adapter([])
     found = set()
     for frame in body:
@@ -117,6 +118,7 @@ def _symbols(adapter: type[FeedProtocol], body: Sequence[Frame]) -> frozenset[st
         except ValueError:
             continue
         found.update(tick.symbol for tick in parsed.ticks)
+        found.update(trade.symbol for trade in parsed.trades)
     return frozenset(found)
 
 

@@ -309,7 +309,8 @@ def test_subscription_errors_are_reported() -> None:
 
 def test_subscribe_frames_and_urls() -> None:
     assert json.loads(Coinbase(["BTC-USD"]).subscribe_frames()[0]) == {
-        "type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["ticker", "heartbeat"]}
+        "type": "subscribe", "product_ids": ["BTC-USD"],
+        "channels": ["ticker", "heartbeat", "matches"]}
     binance = Binance(["BTC-USDT", "ETH-BTC"])
     assert binance.subscribe_frames() == []
     assert binance.connect_url("wss://stream.binance.com:9443/") == (
@@ -317,8 +318,11 @@ def test_subscribe_frames_and_urls() -> None:
         "btcusdt@bookTicker/btcusdt@trade/ethbtc@bookTicker/ethbtc@trade")
     frames = [json.loads(f) for f in Bitfinex(["BTC-USDT"]).subscribe_frames()]
     assert frames == [{"event": "conf", "flags": 65536},
-                      {"event": "subscribe", "channel": "ticker", "symbol": "tBTCUST"}]
-    assert json.loads(Kraken(["BTC-USD"]).subscribe_frames()[0])["pair"] == ["XBT/USD"]
+                      {"event": "subscribe", "channel": "ticker", "symbol": "tBTCUST"},
+                      {"event": "subscribe", "channel": "trades", "symbol": "tBTCUST"}]
+    assert [json.loads(f) for f in Kraken(["BTC-USD"]).subscribe_frames()] == [
+        {"event": "subscribe", "pair": ["XBT/USD"], "subscription": {"name": name}}
+        for name in ("ticker", "trade")]
 
 
 def test_each_adapter_accepts_its_own_subscription() -> None:

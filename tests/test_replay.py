@@ -8,13 +8,17 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import websocket
 
+from bcx import exchanges
 from bcx.replay import ReplayServer, load_session
+from tests import trackerkit
 from tests.support import session_entries, wait_for
+from tests.test_exchanges import RECORDED_SYMBOLS
 
 DATA = Path(__file__).parent / "data"
 SESSIONS = ["coinbase_ticker", "binance_bookticker", "bitfinex_ticker", "kraken_ticker",
@@ -261,3 +265,54 @@ def test_cli_prints_the_url_first_and_exits_cleanly_on_sigterm() -> None:
             process.wait()
         process.stdout.close()
         process.stderr.close()
+
+
+# --------------------------------------------------------------------------- trade channels
+
+
+def subscribed_as_the_adapter(server: ReplayServer, session: str) -> tuple[list[str], Any]:
+    """Connect and subscribe the way the tracker's adapter does (trade channels included) to
+    the symbols the recording carries; returns the frames of one replay and the adapter."""
+    protocol = exchanges.get(session.split("_")[0])(sorted(server.session.symbols))
+    url = urlsplit(protocol.connect_url(server.url))
+    ws = connect(server, (url.path or "/") + (f"?{url.query}" if url.query else ""))
+    try:
+        for frame in protocol.subscribe_frames():
+            ws.send(frame)
+        frames = [ws.recv() for _ in recorded(session)[2]]
+    finally:
+        ws.close()
+    return frames, protocol
+
+
+def native_names(session: str) -> dict[str, str]:
+    return {normal: name for name, normal in RECORDED_SYMBOLS[session.split("_")[0]].items()}
+
+
+@pytest.mark.parametrize("session", trackerkit.TRADE_SESSIONS)
+def test_trade_subscriptions_are_accepted_and_their_frames_replayed(replay,
+                                                                    session: str) -> None:
+    server = replay(session, strict_symbols=True)
+    frames, protocol = subscribed_as_the_adapter(server, session)
+    assert frames == recorded(session)[2]
+    trades = [t for raw in frames for t in protocol.parse(raw, 0).trades]
+    native = native_names(session)
+    assert {(native[t.symbol], t.id): (t.ms, t.price, t.size, t.side) for t in trades} == \
+        trackerkit.expected_trades(session)
+
+
+@pytest.mark.parametrize("session", trackerkit.TRADE_SESSIONS)
+def test_a_looping_replay_shifts_trade_times_to_now(replay, session: str) -> None:
+    server = replay(session, loop=True)
+    frames, protocol = subscribed_as_the_adapter(server, session)
+    trades = [t for raw in frames for t in protocol.parse(raw, 0).trades]
+    expected = trackerkit.expected_trades(session)
+    native = native_names(session)
+    # Kraken's ids are the trade times themselves, so there trades are matched by order.
+    pairs = (zip(trades, [expected[(native[t.symbol], t.id)] for t in trades], strict=True)
+             if session != "kraken_trade" else
+             zip(sorted(trades, key=lambda t: t.ms), sorted(expected.values()), strict=True))
+    shifts = {t.ms - value[0] for t, value in pairs}
+    assert len(shifts) == 1
+    shift = shifts.pop()
+    assert abs(server.session.body[0].ts * 1000 + shift - time.time() * 1000) < 300_000

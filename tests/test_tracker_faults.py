@@ -195,9 +195,10 @@ def test_tracker_pings_a_quiet_server(start: Callable[..., Tracker]) -> None:
 def test_sequence_gaps_are_counted_per_series(start: Callable[..., Tracker],
                                              replay: Callable[..., ReplayServer],
                                              r: redis.Redis, tmp_path: Path) -> None:
-    # Drop three SKL-USD tickers from the recording: their trade ids become gaps.
+    # Drop three SKL-USD trades (their match frames) from the recording: their trade ids
+    # become gaps. (Matches carry every trade, so gaps are counted on them, not on tickers.)
     lines = COINBASE.read_text().splitlines()
-    skl = [i for i, line in enumerate(lines) if '\\"ticker\\"' in line
+    skl = [i for i, line in enumerate(lines) if '\\"match\\"' in line
            and '\\"product_id\\":\\"SKL-USD\\"' in line]
     dropped = set(skl[3:6])
     session = tmp_path / "coinbase_gaps.session.jsonl"
@@ -211,13 +212,15 @@ def test_sequence_gaps_are_counted_per_series(start: Callable[..., Tracker],
 
 
 def _trade_id_gaps(session: Path, product: str) -> int:
-    """Missed trade ids between consecutive tickers of ``product``, from the file alone."""
+    """Missed trade ids between consecutive trades (matches) of ``product``, from the file
+    alone."""
     ids = []
     for line in session.read_text().splitlines():
         entry = json.loads(line)
         if entry["dir"] == "recv":
             msg = json.loads(entry["raw"])
-            if msg.get("type") == "ticker" and msg.get("product_id") == product:
+            if (msg.get("type") in ("match", "last_match")
+                    and msg.get("product_id") == product):
                 ids.append(msg["trade_id"])
     return sum(b - a - 1 for a, b in zip(ids, ids[1:], strict=False) if b > a + 1)
 

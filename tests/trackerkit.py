@@ -149,3 +149,140 @@ def _kraken(msg: Any, channels: dict[str, str]) -> list[tuple[str, str, str, int
 
 _READERS = {"coinbase_ticker": _coinbase, "binance_bookticker": _binance,
             "bitfinex_ticker": _bitfinex, "kraken_ticker": _kraken}
+
+
+# --------------------------------------------------------------------------- trades and sizes
+# Read from PROTOCOLS.md, sharing nothing with the adapters: what each recorded trade is and
+# what top-of-book sizes each ticker frame carries.
+
+# (native symbol, trade id) -> (exchange time ms, price, size, taker side)
+TradeKey = tuple[str, str]
+TradeValue = tuple[int, str, str, str]
+TRADE_SESSIONS = ("coinbase_ticker", "binance_bookticker", "bitfinex_ticker", "kraken_trade")
+
+
+def expected_trades(name: str) -> dict[TradeKey, TradeValue]:
+    """Every distinct trade a recording carries, keyed by (native symbol, trade id); the first
+    report of an id wins (Bitfinex repeats each as ``te`` and ``tu``)."""
+    out: dict[TradeKey, TradeValue] = {}
+    channels: dict[str, str] = {}
+    for raw in session_frames(name):
+        msg = json.loads(raw, parse_float=str, parse_int=str)
+        for symbol, trade_id, value in _TRADE_READERS[name](msg, channels):
+            out.setdefault((symbol, trade_id), value)
+    return out
+
+
+def _iso_ms(text: str) -> int:
+    from datetime import datetime
+
+    when = datetime.fromisoformat(text)
+    return int(when.timestamp()) * 1000 + when.microsecond // 1000
+
+
+def _coinbase_trades(msg: Any, channels: dict[str, str]) -> list[tuple[str, str, TradeValue]]:
+    # match / last_match: ``side`` is the maker's, the taker's is the other one.
+    if not isinstance(msg, dict) or msg.get("type") not in ("match", "last_match"):
+        return []
+    taker = {"buy": "sell", "sell": "buy"}[msg["side"]]
+    return [(msg["product_id"], msg["trade_id"],
+             (_iso_ms(msg["time"]), msg["price"], msg["size"], taker))]
+
+
+def _binance_trades(msg: Any, channels: dict[str, str]) -> list[tuple[str, str, TradeValue]]:
+    # trade: id t; aggTrade: id a. m true: the buyer was maker, the taker sold.
+    data, stream = msg["data"], msg["stream"]
+    if stream.endswith("@aggTrade"):
+        trade_id = data["a"]
+    elif stream.endswith("@trade"):
+        trade_id = data["t"]
+    else:
+        return []
+    return [(data["s"], trade_id,
+             (int(data["T"]), data["p"], data["q"], "sell" if data["m"] else "buy"))]
+
+
+def _bitfinex_trades(msg: Any, channels: dict[str, str]) -> list[tuple[str, str, TradeValue]]:
+    # Snapshot [chanId, [[ID, MTS, AMOUNT, PRICE], ...], seq]; updates [chanId, "te"|"tu",
+    # [ID, MTS, AMOUNT, PRICE], seq]. AMOUNT > 0 a buy, < 0 a sell.
+    if isinstance(msg, dict):
+        if msg.get("event") == "subscribed" and msg.get("channel") == "trades":
+            channels[msg["chanId"]] = msg["symbol"]
+        return []
+    if msg[0] not in channels:
+        return []
+    if isinstance(msg[1], list):
+        entries = msg[1]
+    elif msg[1] in ("te", "tu"):
+        entries = [msg[2]]
+    else:
+        return []
+    out = []
+    for trade_id, mts, amount, price in entries:
+        side, size = ("sell", amount[1:]) if amount.startswith("-") else ("buy", amount)
+        out.append((channels[msg[0]], trade_id, (int(mts), price, size, side)))
+    return out
+
+
+def _kraken_trades(msg: Any, channels: dict[str, str]) -> list[tuple[str, str, TradeValue]]:
+    # [channelID, [[price, volume, time, side b/s, orderType, misc], ...], "trade", pair].
+    # v1 has no trade ids: the adapter names each "<time text>-<n>", n counting the earlier
+    # entries of the frame with the same time text (documented in bcx/exchanges/kraken.py).
+    if not isinstance(msg, list) or len(msg) < 4 or msg[-2] != "trade":
+        return []
+    out, seen = [], []
+    for price, volume, when, side, *_ in msg[1]:
+        seconds, _, fraction = when.partition(".")
+        ms = int(seconds) * 1000 + int((fraction + "000")[:3])
+        out.append((msg[-1], f"{when}-{seen.count(when)}",
+                    (ms, price, volume, {"b": "buy", "s": "sell"}[side])))
+        seen.append(when)
+    return out
+
+
+_TRADE_READERS = {"coinbase_ticker": _coinbase_trades, "binance_bookticker": _binance_trades,
+                  "bitfinex_ticker": _bitfinex_trades, "kraken_trade": _kraken_trades}
+
+
+def expected_sizes(name: str) -> list[tuple[str, str | None, str | None]]:
+    """(native symbol, best bid size, best ask size) of every frame that carries the best bid
+    and ask, in order; None where the venue's frame has no size (Coinbase 2021 tickers)."""
+    out: list[tuple[str, str | None, str | None]] = []
+    channels: dict[str, str] = {}
+    for raw in session_frames(name):
+        msg = json.loads(raw, parse_float=str, parse_int=str)
+        out.extend(_SIZE_READERS[name](msg, channels))
+    return out
+
+
+def _coinbase_sizes(msg: Any, channels: dict[str, str]) -> list[tuple[str, Any, Any]]:
+    if not isinstance(msg, dict) or msg.get("type") != "ticker":
+        return []
+    return [(msg["product_id"], msg.get("best_bid_size"), msg.get("best_ask_size"))]
+
+
+def _binance_sizes(msg: Any, channels: dict[str, str]) -> list[tuple[str, Any, Any]]:
+    data = msg["data"]
+    return [(data["s"], data["B"], data["A"])] if msg["stream"].endswith("@bookTicker") else []
+
+
+def _bitfinex_sizes(msg: Any, channels: dict[str, str]) -> list[tuple[str, Any, Any]]:
+    # [BID, BID_SIZE, ASK, ASK_SIZE, ...]
+    if isinstance(msg, dict):
+        if msg.get("event") == "subscribed" and msg.get("channel") == "ticker":
+            channels[msg["chanId"]] = msg["symbol"]
+        return []
+    if msg[0] not in channels or not isinstance(msg[1], list):
+        return []
+    return [(channels[msg[0]], msg[1][1], msg[1][3])]
+
+
+def _kraken_sizes(msg: Any, channels: dict[str, str]) -> list[tuple[str, Any, Any]]:
+    # b / a: [price, wholeLotVolume, lotVolume]
+    if not isinstance(msg, list) or len(msg) < 4 or msg[-2] != "ticker":
+        return []
+    return [(msg[-1], msg[1]["b"][2], msg[1]["a"][2])]
+
+
+_SIZE_READERS = {"coinbase_ticker": _coinbase_sizes, "binance_bookticker": _binance_sizes,
+                 "bitfinex_ticker": _bitfinex_sizes, "kraken_ticker": _kraken_sizes}

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from bcx.ticks import Tick
+from bcx.ticks import Tick, Trade
 
 # The symbol of a gap that belongs to the connection rather than to one series (a Bitfinex
 # sequence jump revealed by a frame of a channel we did not subscribe).
@@ -33,6 +33,10 @@ class Parsed:
     """What one frame meant."""
 
     ticks: list[Tick] = field(default_factory=list)
+    # Every trade the frame reported, each once per connection (the venue's duplicates, such
+    # as Bitfinex te/tu, are dropped by the adapter). Independent of ``ticks``: which frames
+    # feed the price series does not change with the trades channel.
+    trades: list[Trade] = field(default_factory=list)
     # Frames to send back at once (answers to application-level pings).
     replies: list[str] = field(default_factory=list)
     # (symbol, number of missed sequence numbers / trade ids) detected by this frame.

@@ -5,8 +5,11 @@ no subscribe frame is sent and no ack comes back. Frames arrive wrapped as
 ``{"stream": …, "data": …}``; bare payloads (the ``/ws`` endpoint) are read as well.
 ``aggTrade`` payloads (what the 2021 recording carries) are read like ``trade``.
 
-Spot bookTicker has no event time, so its ticks take the receive time; trades take their trade
-time ``T``. Trade ids ``t`` (and aggTrade ids ``a``) go up by one per symbol: a jump is a gap.
+Spot bookTicker has no event time, so its ticks take the receive time; it also carries the
+best bid and ask quantities ``B``/``A``. Every trade frame gives a price tick (the price series)
+and a :class:`Trade` at its trade time ``T``, of size ``q``, id ``t`` (aggTrade: id ``a``, whose
+``q`` covers the whole aggregate); ``m`` true means the buyer was the maker, so the taker sold.
+Trade ids ``t`` (and aggTrade ids ``a``) go up by one per symbol: a jump is a gap.
 Binance symbols have no separator; the configured symbols map back exactly, anything else is
 split on the longest known quote asset.
 """
@@ -19,8 +22,16 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from bcx.exchanges.base import FeedProtocol, MalformedFrame, Parsed, Rewrite, Verdict
-from bcx.exchanges.common import GapCounter, decimal_text, field, loads, request
-from bcx.ticks import Tick
+from bcx.exchanges.common import (
+    DECIMAL,
+    GapCounter,
+    decimal_text,
+    field,
+    loads,
+    optional_decimal,
+    request,
+)
+from bcx.ticks import BUY, SELL, Tick, Trade
 
 STREAMS = ("bookTicker", "trade")
 # Quote assets Binance (and Binance.US) list, longest first so USDT wins over USD.
@@ -87,10 +98,21 @@ class Binance(FeedProtocol):
         symbol = self.symbol_of(field(data, "s"))
         ms = field(data, "T", int) if "T" in data else field(data, "E", int)
         trade_id = field(data, "t" if kind == "trade" else "a", int)
-        tick = Tick(self.name, symbol, ms, price=decimal_text(data.get("p"), "p"), seq=trade_id,
+        price = decimal_text(data.get("p"), "p")
+        tick = Tick(self.name, symbol, ms, price=price, seq=trade_id,
                     received_ns=received_ms * 1_000_000)
+        parsed = Parsed(ticks=[tick])
+        size, maker = data.get("q"), data.get("m")
+        # The price series never depended on q and m: a frame without them (not seen from the
+        # venue) still gives its price, and no trade.
+        if isinstance(maker, bool) and isinstance(size, str) and DECIMAL.fullmatch(size):
+            parsed.trades.append(Trade(self.name, symbol, ms, price=price, size=size,
+                                       side=SELL if maker else BUY, id=str(trade_id),
+                                       received_ns=received_ms * 1_000_000))
         missed = self._trade_ids.observe((symbol, kind), trade_id)
-        return Parsed(ticks=[tick], gaps=[(symbol, missed)] if missed else [])
+        if missed:
+            parsed.gaps.append((symbol, missed))
+        return parsed
 
     def _book_ticker(self, data: dict[str, Any], received_ms: int) -> Parsed:
         symbol = self.symbol_of(field(data, "s"))
@@ -100,7 +122,9 @@ class Binance(FeedProtocol):
             self.name, symbol, ms, bid=decimal_text(data.get("b"), "b"),
             ask=decimal_text(data.get("a"), "a"),
             seq=update_id if isinstance(update_id, int) else None,
-            received_ns=received_ms * 1_000_000)])
+            received_ns=received_ms * 1_000_000,
+            bid_size=optional_decimal(data.get("B"), "B"),
+            ask_size=optional_decimal(data.get("A"), "A"))])
 
     @staticmethod
     def to_native(symbol: str) -> str:

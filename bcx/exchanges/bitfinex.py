@@ -1,4 +1,4 @@
-"""Bitfinex websocket v2: the public ``ticker`` channel with the SEQ_ALL flag on.
+"""Bitfinex websocket v2: the public ``ticker`` and ``trades`` channels with the SEQ_ALL flag on.
 
 The client sends ``{"event":"conf","flags":65536}`` first, so every channel frame (data and
 ``hb`` alike) ends with one sequence number counted per connection over all channels; a jump
@@ -8,7 +8,16 @@ when that frame belongs to a channel this connection did not subscribe.
 Data frames start with a chanId, valid for this connection only, announced by the
 ``subscribed`` ack. Values are JSON numbers: they are kept as the text the frame carries
 (``47.914412330000005`` and ``4.9e-7`` survive verbatim), never passed through float. Ticker
-frames carry no time, so ticks take the receive time.
+frames carry no time, so ticks take the receive time; they feed the price (LAST_PRICE), bid and
+ask series and carry BID_SIZE/ASK_SIZE.
+
+The ``trades`` channel sends a snapshot of recent trades ``[chanId,[[ID,MTS,AMOUNT,PRICE],…],seq]``
+(newest first; reported oldest first), then each trade twice: ``te`` when it executes and
+``tu`` once stored. A trade is reported the first time its ID is seen on the connection (the
+snapshot or ``te``; ``tu`` only when its ``te`` was missed). AMOUNT > 0 is a taker buy, < 0 a
+taker sell; the size is AMOUNT's text without its sign. Trade IDs are global across pairs, so
+they reveal no gaps: SEQ_ALL does. Each symbol takes two of the venue's 25 channel
+subscriptions per connection.
 """
 
 from __future__ import annotations
@@ -16,11 +25,12 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import OrderedDict
 from typing import Any, ClassVar
 
 from bcx.exchanges.base import ANY_SYMBOL, FeedProtocol, MalformedFrame, Parsed, Rewrite, Verdict
 from bcx.exchanges.common import GapCounter, decimal_text, loads, request
-from bcx.ticks import Tick
+from bcx.ticks import BUY, SELL, Tick, Trade
 
 SEQ_ALL = 65536
 # Bitfinex's own currency codes -> the common ones (documented by the venue).
@@ -29,9 +39,19 @@ _NATIVE_ALIASES = {common: own for own, common in ALIASES.items()}
 KNOWN_CHANNELS = frozenset({"ticker", "trades", "book", "candles", "status"})
 # Where bid, ask and last price sit in a ticker array
 # [BID, BID_SIZE, ASK, ASK_SIZE, DAILY_CHANGE, DAILY_CHANGE_RELATIVE, LAST_PRICE, ...].
-BID, ASK, LAST_PRICE = 0, 2, 6
+BID, BID_SIZE, ASK, ASK_SIZE, LAST_PRICE = 0, 1, 2, 3, 6
+# Channels this client subscribes per symbol.
+CHANNELS = ("ticker", "trades")
+# Trade IDs remembered per connection to drop the venue's te/tu duplicates: a tu follows its te
+# within seconds, so the last few thousand IDs are plenty; older ones are forgotten.
+SEEN_TRADES = 4096
+_TRADE_UPDATES = ("te", "tu")
 _PAIR = re.compile(r"^t([A-Z0-9]{3,}):?([A-Z0-9]{3,})$")
 _TRAILING_SEQ = re.compile(r",(\d+)\]$")
+# Trade frames as the replay server rewrites them: an update, a snapshot, one trade's ID and MTS.
+_TRADE_UPDATE = re.compile(r'^\[\d+,"t[eu]",\[')
+_TRADE_SNAPSHOT = re.compile(r"^\[\d+,\[\[\d+,\d+,")
+_TRADE_ENTRY = re.compile(r"\[(\d+),(\d+),(?=[-\d.eE+]+,[-\d.eE+]+\])")
 
 # Info codes after which the venue expects a fresh connection and subscriptions: 20051 asks
 # clients to reconnect; 20061 ends a maintenance pause, after which channels must be
@@ -49,12 +69,13 @@ class Bitfinex(FeedProtocol):
         # chanId -> (channel, normalised symbol), per connection.
         self._channels: dict[int, tuple[str, str]] = {}
         self._seq = GapCounter()
+        self._seen: OrderedDict[str, None] = OrderedDict()
 
     def subscribe_frames(self) -> list[str]:
         frames = [json.dumps({"event": "conf", "flags": SEQ_ALL}, separators=(",", ":"))]
-        frames += [json.dumps({"event": "subscribe", "channel": "ticker",
+        frames += [json.dumps({"event": "subscribe", "channel": channel,
                                "symbol": self.to_native(symbol)}, separators=(",", ":"))
-                   for symbol in self.symbols]
+                   for symbol in self.symbols for channel in CHANNELS]
         return frames
 
     def parse(self, raw: str, received_ms: int) -> Parsed:
@@ -72,6 +93,12 @@ class Bitfinex(FeedProtocol):
                 parsed.gaps.append((symbol, missed))
         if channel == "ticker" and isinstance(msg[1], list):
             parsed.ticks.append(self._ticker(symbol, msg[1], received_ms))
+        elif channel == "trades" and isinstance(msg[1], list):
+            # The snapshot, newest first: reported oldest first.
+            for entry in reversed(msg[1]):
+                self._trade(parsed, symbol, entry, received_ms)
+        elif channel == "trades" and msg[1] in _TRADE_UPDATES and len(msg) >= 3:
+            self._trade(parsed, symbol, msg[2], received_ms)
         else:
             # Heartbeats, and frames of channels we did not ask for: alive, nothing to store.
             parsed.keepalive = True
@@ -82,8 +109,28 @@ class Bitfinex(FeedProtocol):
             raise MalformedFrame(f"ticker array of {len(values)} values")
         bid, ask, price = (decimal_text(values[i], name) for i, name in
                            ((BID, "BID"), (ASK, "ASK"), (LAST_PRICE, "LAST_PRICE")))
+        bid_size, ask_size = (decimal_text(values[i], name) for i, name in
+                              ((BID_SIZE, "BID_SIZE"), (ASK_SIZE, "ASK_SIZE")))
         return Tick(self.name, symbol, received_ms, price=price, bid=bid, ask=ask,
-                    received_ns=received_ms * 1_000_000)
+                    received_ns=received_ms * 1_000_000, bid_size=bid_size, ask_size=ask_size)
+
+    def _trade(self, parsed: Parsed, symbol: str, entry: Any, received_ms: int) -> None:
+        """Add the trade ``[ID, MTS, AMOUNT, PRICE]`` unless its ID was seen already."""
+        if not isinstance(entry, list) or len(entry) < 4:
+            raise MalformedFrame(f"trade entry {entry!r}")
+        _int(entry[0], "trade ID")
+        trade_id = entry[0]  # the text the frame carries (numbers are read as text here)
+        ms = _int(entry[1], "trade MTS")
+        amount = decimal_text(entry[2], "trade AMOUNT")
+        price = decimal_text(entry[3], "trade PRICE")
+        if trade_id in self._seen:
+            return
+        self._seen[trade_id] = None
+        if len(self._seen) > SEEN_TRADES:
+            self._seen.popitem(last=False)
+        side = SELL if amount.startswith("-") else BUY
+        parsed.trades.append(Trade(self.name, symbol, ms, price=price, size=amount.lstrip("-"),
+                                   side=side, id=trade_id, received_ns=received_ms * 1_000_000))
 
     def _event(self, msg: dict[str, Any]) -> Parsed:
         event = msg.get("event")
@@ -170,7 +217,13 @@ class Bitfinex(FeedProtocol):
 
     @classmethod
     def rewrite(cls, raw: str, change: Rewrite) -> str:
-        if not change.seq_offset or not raw.startswith("["):
+        if not raw.startswith("["):
+            return raw
+        if change.shift_ms and (_TRADE_UPDATE.match(raw) or _TRADE_SNAPSHOT.match(raw)):
+            # Trades carry their time MTS: [ID,MTS,AMOUNT,PRICE]; only MTS changes.
+            raw = _TRADE_ENTRY.sub(
+                lambda m: f"[{m.group(1)},{int(m.group(2)) + change.shift_ms},", raw)
+        if not change.seq_offset:
             return raw
         return _TRAILING_SEQ.sub(lambda m: f",{int(m.group(1)) + change.seq_offset}]", raw)
 

@@ -1,10 +1,17 @@
-"""Coinbase Exchange feed (ex-Coinbase Pro): the ``ticker`` and ``heartbeat`` channels.
+"""Coinbase Exchange feed (ex-Coinbase Pro): the ``ticker``, ``matches`` and ``heartbeat`` channels.
 
 Products are already normalised ``BASE-QUOTE``. A ticker frame carries the last trade price,
-the best bid and ask and the trade's own time; its ``trade_id`` goes up by one per trade of a
-product, so a jump is a gap (ticker updates may be batched during cascades, so some gaps are
-the venue's, not ours: they are counted all the same). A heartbeat's ``last_trade_id`` is
-checked against the same counter, so missed tickers show before the next one arrives.
+the best bid and ask (and, since about 2022, their sizes) and the trade's own time: it feeds
+the price, bid and ask series. ``match`` frames (and the one ``last_match`` per product on
+subscribing) carry every trade: they feed the trades. A match's ``side`` is the MAKER order's
+side, so the taker's is the opposite.
+
+``trade_id`` goes up by one per trade of a product, so a jump is a gap. The ticker skips
+trades when busy (updates are batched during cascades), so once ``matches`` is subscribed for
+a product (its ack lists it, or a match of it arrived) only matches count gaps; before that
+tickers do. Both feed one counter per product, so a trade seen twice is never counted twice.
+A heartbeat's ``last_trade_id`` is checked against the same counter, so missed trades show
+before the next one arrives.
 """
 
 from __future__ import annotations
@@ -21,11 +28,14 @@ from bcx.exchanges.common import (
     iso_to_ms,
     loads,
     ms_to_iso,
+    optional_decimal,
     request,
 )
-from bcx.ticks import Tick
+from bcx.ticks import BUY, SELL, Tick, Trade
 
-CHANNELS = ("ticker", "heartbeat")
+CHANNELS = ("ticker", "heartbeat", "matches")
+# A match's side is the maker's; the taker took the other one.
+_TAKER = {"buy": SELL, "sell": BUY}
 # Channels the venue knows; a subscription to anything else is refused.
 KNOWN_CHANNELS = frozenset({"ticker", "heartbeat", "matches", "level2", "level2_batch", "full",
                             "status", "ticker_batch", "auctionfeed", "rfq_matches", "level3"})
@@ -40,6 +50,8 @@ class Coinbase(FeedProtocol):
     def __init__(self, symbols: list[str] | tuple[str, ...]):
         super().__init__(symbols)
         self._trade_ids = GapCounter()
+        # Products whose gaps are counted on matches rather than on tickers.
+        self._matched: set[str] = set()
 
     def subscribe_frames(self) -> list[str]:
         products = [self.to_native(symbol) for symbol in self.symbols]
@@ -53,9 +65,12 @@ class Coinbase(FeedProtocol):
         kind = msg.get("type")
         if kind == "ticker":
             return self._ticker(msg, received_ms)
+        if kind in ("match", "last_match"):
+            return self._match(msg, received_ms)
         if kind == "heartbeat":
             return self._heartbeat(msg)
         if kind == "subscriptions":
+            self._note_matches(msg)
             return Parsed(keepalive=True)
         if kind == "error":
             return Parsed(error=f"{msg.get('message')}: {msg.get('reason')}")
@@ -73,14 +88,44 @@ class Coinbase(FeedProtocol):
             tick.ask = decimal_text(msg["best_ask"], "best_ask")
         if tick.price is None and tick.bid is None and tick.ask is None:
             raise MalformedFrame("ticker without price, best_bid or best_ask")
+        tick.bid_size = optional_decimal(msg.get("best_bid_size"), "best_bid_size")
+        tick.ask_size = optional_decimal(msg.get("best_ask_size"), "best_ask_size")
         parsed = Parsed(ticks=[tick])
         trade_id = msg.get("trade_id")
         if isinstance(trade_id, int) and not isinstance(trade_id, bool):
             tick.seq = trade_id
-            missed = self._trade_ids.observe(symbol, trade_id)
+            missed = 0 if symbol in self._matched else self._trade_ids.observe(symbol, trade_id)
             if missed:
                 parsed.gaps.append((symbol, missed))
         return parsed
+
+    def _match(self, msg: dict[str, Any], received_ms: int) -> Parsed:
+        symbol = self.symbol_of(field(msg, "product_id"))
+        trade_id = field(msg, "trade_id", int)
+        maker = msg.get("side")
+        if maker not in _TAKER:
+            raise MalformedFrame(f"match side: {maker!r}")
+        trade = Trade(self.name, symbol, iso_to_ms(msg.get("time")),
+                      price=decimal_text(msg.get("price"), "price"),
+                      size=decimal_text(msg.get("size"), "size"), side=_TAKER[maker],
+                      id=str(trade_id), received_ns=received_ms * 1_000_000)
+        self._matched.add(symbol)
+        missed = self._trade_ids.observe(symbol, trade_id)
+        return Parsed(trades=[trade], gaps=[(symbol, missed)] if missed else [])
+
+    def _note_matches(self, msg: dict[str, Any]) -> None:
+        """Products the ack says ``matches`` now covers: their gaps are counted on matches."""
+        channels = msg.get("channels")
+        for channel in channels if isinstance(channels, list) else ():
+            if not isinstance(channel, dict) or channel.get("name") != "matches":
+                continue
+            products = channel.get("product_ids")
+            for product in products if isinstance(products, list) else ():
+                if isinstance(product, str):
+                    try:
+                        self._matched.add(self.symbol_of(product))
+                    except MalformedFrame:
+                        continue
 
     def _heartbeat(self, msg: dict[str, Any]) -> Parsed:
         """A heartbeat's ``last_trade_id`` reveals missed tickers before the next one comes

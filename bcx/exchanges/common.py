@@ -16,7 +16,7 @@ _MS = timedelta(milliseconds=1)
 # A plain decimal number, as venues write prices (and JSON numbers). Stricter than float(),
 # which also takes "NaN", "inf", "1_000" and surrounding blanks: stored verbatim, those
 # would poison every reader downstream.
-_DECIMAL = re.compile(r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+DECIMAL = re.compile(r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
 
 
 def request(raw: str) -> dict[str, Any] | None:
@@ -50,9 +50,14 @@ def decimal_text(value: Any, what: str) -> str:
     """A price as the decimal string the venue sent; rejects what is not a number."""
     if not isinstance(value, str):
         raise MalformedFrame(f"{what}: expected a decimal string, got {value!r}")
-    if not _DECIMAL.fullmatch(value):
+    if not DECIMAL.fullmatch(value):
         raise MalformedFrame(f"{what}: not a number: {value!r}")
     return value
+
+
+def optional_decimal(value: Any, what: str) -> str | None:
+    """:func:`decimal_text`, or None when the field is absent or null (optional sizes)."""
+    return None if value is None else decimal_text(value, what)
 
 
 def iso_to_ms(text: Any) -> int:

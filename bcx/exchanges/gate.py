@@ -1,10 +1,12 @@
-"""The plausibility gate: which ticks an adapter read are fit to store.
+"""The plausibility gate: which ticks and trades an adapter read are fit to store.
 
 Adapters judge a frame's syntax (``common.decimal_text`` refuses what is not a decimal number,
 NaN included); the gate judges its sense, once for every venue: the tracker's feed loop passes
 every parsed tick through :meth:`Gate.admit` before the writer sees it. A tick whose event time
 or symbol is implausible is refused whole; a value that is implausible is dropped from its
-tick alone (a tick left with no value is dropped). Every refusal says why (:data:`REASONS`).
+tick alone (a tick left with no value is dropped; a size goes with its bid or ask). A trade is
+judged whole by :meth:`Gate.admit_trades`: the same time and symbol rules, a price above 0, a
+size at least 0, a bounded id. Every refusal says why (:data:`REASONS`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from bcx.exchanges.base import ANY_SYMBOL
-from bcx.ticks import Tick
+from bcx.ticks import BUY, SELL, Tick, Trade
 
 # Bitcoin's genesis block was mined on 2009-01-03: no crypto market traded earlier. The past
 # is guarded by this fixed floor, not by "now minus something": recordings years old replay.
@@ -22,14 +24,22 @@ FLOOR_MS = 1_230_940_800_000  # 2009-01-03T00:00:00Z
 # Longest decimal text stored. Real prices and sizes take under 25 characters
 # ("47.914412330000005", "0.00000049", "4.9e-7"); a longer one is a broken or hostile frame.
 MAX_DECIMAL_CHARS = 40
+# Longest trade id stored. Venue ids are integers (under 20 digits) or, for Kraken v1, the
+# synthesised "<time>-<n>" (about 20 characters).
+MAX_ID_CHARS = 64
 
 FUTURE, PAST, VALUE, UNSUBSCRIBED = "future", "past", "value", "unsubscribed"
 # Why something was refused; the tracker counts each as ``rejected_<reason>``.
 REASONS = (FUTURE, PAST, VALUE, UNSUBSCRIBED)
 
 # The tick fields the gate checks, and whether 0 is a plausible value of each: a price must be
-# above 0; a size (trade or book quantity) may be 0, so a size field is added here with True.
-ZERO_ALLOWED: dict[str, bool] = {"price": False, "bid": False, "ask": False}
+# above 0; a size (trade or book quantity) may be 0.
+ZERO_ALLOWED: dict[str, bool] = {"price": False, "bid": False, "ask": False,
+                                 "bid_size": True, "ask_size": True}
+# The series values among them: a tick is kept when one of these is; a size without its
+# price (the bid or ask it belongs to) is dropped with it.
+SERIES_FIELDS = ("price", "bid", "ask")
+SIZE_OF = {"bid": "bid_size", "ask": "ask_size"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,27 @@ def value_problem(text: str, zero_allowed: bool = False) -> str | None:
     return None
 
 
+def trade_problem(trade: Trade, symbols: frozenset[str], now_ms: int,
+                  max_skew_ms: int) -> tuple[str, str] | None:
+    """(reason, detail) when a trade is implausible; None when it is fit to store."""
+    if trade.symbol not in symbols:
+        return UNSUBSCRIBED, f"symbol {trade.symbol} is not subscribed"
+    problem = time_problem(trade.ms, now_ms, max_skew_ms)
+    if problem is not None:
+        return problem
+    for name, zero_allowed in (("price", False), ("size", True)):
+        text = getattr(trade, name)
+        why = value_problem(text, zero_allowed)
+        if why is not None:
+            return VALUE, f"trade {trade.id[:MAX_ID_CHARS]!r} {name} {_shown(text)}: {why}"
+    if trade.side not in (BUY, SELL):
+        return VALUE, f"trade {trade.id[:MAX_ID_CHARS]!r} side {trade.side!r}: not buy or sell"
+    if not trade.id or len(trade.id) > MAX_ID_CHARS:
+        return VALUE, (f"trade id {trade.id[:MAX_ID_CHARS]!r}: {len(trade.id)} characters, "
+                       f"not 1 to {MAX_ID_CHARS}")
+    return None
+
+
 class Gate:
     """The gate of one feed: the symbols it subscribed and the clock skew it tolerates."""
 
@@ -108,13 +139,30 @@ class Gate:
                     continue
                 why = value_problem(text, zero_allowed)
                 if why is None:
-                    kept = True
+                    kept = kept or name in SERIES_FIELDS
                 else:
                     setattr(tick, name, None)
                     refused.append(Refusal(VALUE, tick.symbol,
                                            f"{name} {_shown(text)}: {why}"))
+            for name, size in SIZE_OF.items():
+                if getattr(tick, name) is None:
+                    setattr(tick, size, None)
             if kept:
                 admitted.append(tick)
+        return admitted, refused
+
+    def admit_trades(self, trades: Sequence[Trade], now_ms: int
+                     ) -> tuple[list[Trade], list[Refusal]]:
+        """The trades fit to store and what was refused; a trade is refused whole, by the
+        rules of :meth:`admit` (``now_ms`` likewise the frame's receipt time)."""
+        admitted: list[Trade] = []
+        refused: list[Refusal] = []
+        for trade in trades:
+            problem = trade_problem(trade, self.symbols, now_ms, self.max_clock_skew_ms)
+            if problem is None:
+                admitted.append(trade)
+            else:
+                refused.append(Refusal(problem[0], trade.symbol, problem[1]))
         return admitted, refused
 
 

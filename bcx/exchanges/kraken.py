@@ -1,9 +1,19 @@
-"""Kraken spot websocket v1: the ``ticker`` channel, and ``trade`` frames when they come.
+"""Kraken spot websocket v1: the ``ticker`` and ``trade`` subscriptions.
 
 v1 pairs are ``BASE/QUOTE`` in Kraken's own codes (``XBT`` is BTC, ``XDG`` is DOGE). A ticker
 frame gives bid ``b[0]``, ask ``a[0]`` and last trade price ``c[0]`` with no time, so its tick
-takes the receive time; a trade frame batches trades that each carry their own time. v1 has
-no sequence numbers or trade ids, so no gap can be detected.
+takes the receive time; ``b[2]``/``a[2]`` (lot volumes, decimal text) are the top-of-book
+sizes. A trade frame batches trades ``[price, volume, time, side, orderType, misc]``, each with
+its own time (epoch seconds as text) and the taker's side ``b``/``s``.
+
+The price series comes from the ticker's ``c[0]`` for pairs whose ticker subscription is
+confirmed on this connection; for other pairs (a trade-only connection, such as the
+``kraken_trade`` recording) each trade also gives a price tick at its own time, as before.
+
+v1 has no sequence numbers or trade ids, so no gap can be detected, and each trade's id is
+synthesised from the frame: ``"<time text>-<n>"``, where ``n`` counts the earlier entries of
+the same frame with the same time text (0 for almost every trade). The time text has
+microseconds, so equal ids would need two frames with trades in one microsecond.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ from typing import Any, ClassVar
 
 from bcx.exchanges.base import FeedProtocol, MalformedFrame, Parsed, Rewrite, Verdict
 from bcx.exchanges.common import decimal_text, loads, request
-from bcx.ticks import Tick
+from bcx.ticks import BUY, SELL, Side, Tick, Trade
 
 # Kraken's own currency codes -> the common ones (documented by the venue).
 ALIASES = {"XBT": "BTC", "XDG": "DOGE"}
@@ -23,18 +33,25 @@ _NATIVE_ALIASES = {common: own for own, common in ALIASES.items()}
 KNOWN_SUBSCRIPTIONS = frozenset({"ticker", "trade", "book", "spread", "ohlc", "*"})
 _PAIR = re.compile(r"^[A-Z0-9]{2,10}/[A-Z0-9]{2,10}$")
 _MS = Decimal(1000)
+# The subscriptions this client makes (v1 takes one name per subscribe frame).
+CHANNELS = ("ticker", "trade")
+_SIDES: dict[str, Side] = {"b": BUY, "s": SELL}
 
 
 class Kraken(FeedProtocol):
     name: ClassVar[str] = "kraken"
     subscribe_deadline: ClassVar[float] = 10.0
-    # The subscription this connection asks for.
-    channel: ClassVar[str] = "ticker"
+
+    def __init__(self, symbols: list[str] | tuple[str, ...]):
+        super().__init__(symbols)
+        # Pairs whose ticker subscription the venue confirmed: their price comes from it.
+        self._tickers: set[str] = set()
 
     def subscribe_frames(self) -> list[str]:
         pairs = [self.to_native(symbol) for symbol in self.symbols]
         return [json.dumps({"event": "subscribe", "pair": pairs,
-                            "subscription": {"name": self.channel}}, separators=(",", ":"))]
+                            "subscription": {"name": name}}, separators=(",", ":"))
+                for name in CHANNELS]
 
     def parse(self, raw: str, received_ms: int) -> Parsed:
         msg = loads(raw)
@@ -48,7 +65,13 @@ class Kraken(FeedProtocol):
         if channel == "ticker":
             return Parsed(ticks=[self._ticker(self.symbol_of(pair), msg[1], received_ms)])
         if channel == "trade":
-            return Parsed(ticks=self._trades(self.symbol_of(pair), msg[1], received_ms))
+            symbol = self.symbol_of(pair)
+            trades = self._trades(symbol, msg[1], received_ms)
+            if symbol in self._tickers:
+                return Parsed(trades=trades)
+            ticks = [Tick(self.name, symbol, trade.ms, price=trade.price,
+                          received_ns=trade.received_ns) for trade in trades]
+            return Parsed(ticks=ticks, trades=trades)
         return Parsed()
 
     def _ticker(self, symbol: str, data: Any, received_ms: int) -> Tick:
@@ -56,19 +79,29 @@ class Kraken(FeedProtocol):
             raise MalformedFrame("ticker payload is not an object")
         return Tick(self.name, symbol, received_ms, price=_first(data, "c"),
                     bid=_first(data, "b"), ask=_first(data, "a"),
-                    received_ns=received_ms * 1_000_000)
+                    received_ns=received_ms * 1_000_000,
+                    bid_size=_lot_volume(data, "b"), ask_size=_lot_volume(data, "a"))
 
-    def _trades(self, symbol: str, trades: Any, received_ms: int) -> list[Tick]:
-        if not isinstance(trades, list):
+    def _trades(self, symbol: str, entries: Any, received_ms: int) -> list[Trade]:
+        if not isinstance(entries, list):
             raise MalformedFrame("trade payload is not a list")
-        ticks = []
-        for trade in trades:
-            if not isinstance(trade, list) or len(trade) < 3:
-                raise MalformedFrame(f"trade entry {trade!r}")
-            ticks.append(Tick(self.name, symbol, _seconds_to_ms(trade[2]),
-                              price=decimal_text(trade[0], "trade price"),
-                              received_ns=received_ms * 1_000_000))
-        return ticks
+        trades = []
+        same_time: dict[str, int] = {}
+        for entry in entries:
+            if not isinstance(entry, list) or len(entry) < 4:
+                raise MalformedFrame(f"trade entry {entry!r}")
+            ms = _seconds_to_ms(entry[2])
+            side = _SIDES.get(entry[3])
+            if side is None:
+                raise MalformedFrame(f"trade side: {entry[3]!r}")
+            time_text = entry[2]
+            n = same_time.get(time_text, 0)
+            same_time[time_text] = n + 1
+            trades.append(Trade(self.name, symbol, ms,
+                                price=decimal_text(entry[0], "trade price"),
+                                size=decimal_text(entry[1], "trade volume"), side=side,
+                                id=f"{time_text}-{n}", received_ns=received_ms * 1_000_000))
+        return trades
 
     def _event(self, msg: dict[str, Any]) -> Parsed:
         event = msg.get("event")
@@ -77,6 +110,9 @@ class Kraken(FeedProtocol):
             return Parsed(replies=[json.dumps(pong, separators=(",", ":"))], keepalive=True)
         if event == "subscriptionStatus" and msg.get("status") == "error":
             return Parsed(error=f"{msg.get('pair')}: {msg.get('errorMessage')}")
+        if (event == "subscriptionStatus" and msg.get("status") == "subscribed"
+                and msg.get("channelName") == "ticker" and isinstance(msg.get("pair"), str)):
+            self._tickers.add(self.symbol_of(msg["pair"]))
         if event == "error":
             return Parsed(error=str(msg.get("errorMessage")))
         if event in ("heartbeat", "systemStatus", "subscriptionStatus", "pong"):
@@ -146,6 +182,12 @@ def _first(data: dict[str, Any], key: str) -> str:
     if not isinstance(values, list) or not values:
         raise MalformedFrame(f"ticker field {key!r}: {values!r}")
     return decimal_text(values[0], f"ticker {key}[0]")
+
+
+def _lot_volume(data: dict[str, Any], key: str) -> str | None:
+    """``b[2]``/``a[2]``, the best bid/ask lot volume as decimal text, when the frame has it."""
+    values = data[key]
+    return decimal_text(values[2], f"ticker {key}[2]") if len(values) > 2 else None
 
 
 def _seconds_to_ms(text: Any) -> int:
