@@ -4,6 +4,8 @@ A series' keys share the hash tag ``{exchange:symbol}`` so they live on one Clus
 Every key starts with the configured prefix (default ``bcx``)::
 
     bcx:{coinbase:BTC-USD}:price             raw history, ZSET score=epoch s, member "<ms>:<value>"
+    bcx:{coinbase:BTC-USD}:trades            ZSET score=epoch s,
+                                             member "<ms>:<price>:<size>:<b|s>:<id>"
     bcx:{coinbase:BTC-USD}:latest            HASH price, bid, ask, time (ms) and <field>_ms
     bcx:{coinbase:BTC-USD}:price:ohlc:60     ZSET roll-up, score=bucket start (epoch s),
                                              member "<ms>:<open>:<high>:<low>:<close>:<count>"
@@ -49,6 +51,11 @@ class Keys:
 
     def raw(self, exchange: str, symbol: str, field: str) -> str:
         return f"{self._series(exchange, symbol)}:{field}"
+
+    def trades(self, exchange: str, symbol: str) -> str:
+        """ZSET of every trade, score = trade time (epoch s), member
+        ``"<ms>:<price>:<size>:<b|s>:<id>"`` (:func:`bcx.ticks.trade_member`)."""
+        return self.raw(exchange, symbol, "trades")
 
     def latest(self, exchange: str, symbol: str) -> str:
         return f"{self._series(exchange, symbol)}:latest"

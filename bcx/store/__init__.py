@@ -1,12 +1,12 @@
 """Every Redis structure BCX keeps, one module each; the only code that issues Redis commands.
 
-``ticks``: raw ticks and latest values. ``registry``: the set of known series. ``rollups``:
-OHLC roll-ups and watermarks. ``rules``: stored rules and rule states. ``events``: the durable
-event stream and its consumer group. ``alerts``: alert history and dead letters.
-``channels``: pub/sub. ``heartbeats``: component heartbeats. ``trackerstats``: the tracker's
-feed stats and gaps. ``errors``: which Redis errors are waited out and which stop a component
-with the setting to fix. ``migrations``: key renames between versions. :class:`Stores`
-bundles one instance of each for a process.
+``ticks``: raw ticks and latest values. ``trades``: every trade. ``registry``: the set of
+known series. ``rollups``: OHLC roll-ups and watermarks. ``rules``: stored rules and rule
+states. ``events``: the durable event stream and its consumer group. ``alerts``: alert history
+and dead letters. ``channels``: pub/sub. ``heartbeats``: component heartbeats.
+``trackerstats``: the tracker's feed stats and gaps. ``errors``: which Redis errors are waited
+out and which stop a component with the setting to fix. ``migrations``: key renames between
+versions. :class:`Stores` bundles one instance of each for a process.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from bcx.store.rollups import RollupStore
 from bcx.store.rules import RuleStore
 from bcx.store.ticks import FIELDS, Store, TickStore
 from bcx.store.trackerstats import TrackerStats
+from bcx.store.trades import TradeStore
 
 __all__ = ["FIELDS", "AlertLog", "Channels", "EventStream", "Heartbeats", "RollupStore",
-           "RuleStore", "SeriesRegistry", "Store", "Stores", "TickStore", "TrackerStats"]
+           "RuleStore", "SeriesRegistry", "Store", "Stores", "TickStore", "TrackerStats",
+           "TradeStore"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Stores:
     connection: Any
     keys: Keys
     ticks: TickStore
+    trades: TradeStore
     registry: SeriesRegistry
     rollups: RollupStore
     rules: RuleStore
@@ -54,6 +57,7 @@ class Stores:
             connection=connection,
             keys=keys,
             ticks=TickStore(connection, keys, publish_ticks=publish_ticks, registry=registry),
+            trades=TradeStore(connection, keys),
             registry=registry,
             rollups=RollupStore(connection, keys),
             rules=RuleStore(connection, keys),

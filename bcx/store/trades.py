@@ -1,0 +1,41 @@
+"""Trades: one sorted set per series, scored by trade time, whose member keeps the trade's
+time, price, size, taker side and id verbatim (:func:`bcx.ticks.trade_member`), so no two
+trades ever collapse and a trade received twice is stored once."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from bcx.store.base import Structure
+from bcx.ticks import Trade, TradeFields, parse_trade_member, score, trade_member
+
+
+class TradeStore(Structure):
+    def write(self, trades: Sequence[Trade], pipeline: Any | None = None) -> int:
+        """ZADD every trade (joining ``pipeline`` when given); returns how many were sent."""
+        if not trades:
+            return 0
+        members: dict[str, dict[str, float]] = defaultdict(dict)
+        for trade in trades:
+            members[self.keys.trades(trade.exchange, trade.symbol)][trade_member(trade)] = (
+                score(trade.ms))
+        target = self._target(pipeline)
+        for key, mapping in members.items():
+            target.zadd(key, mapping)
+        return len(trades)
+
+    def range(self, exchange: str, symbol: str, start_ms: int | None = None,
+              end_ms: int | None = None, limit: int | None = None,
+              newest_first: bool = False) -> list[TradeFields]:
+        """Trades with ``start_ms <= time <= end_ms``, oldest first unless ``newest_first``."""
+        key = self.keys.trades(exchange, symbol)
+        low = "-inf" if start_ms is None else score(start_ms)
+        high = "+inf" if end_ms is None else score(end_ms)
+        paging = {"start": 0, "num": limit} if limit is not None else {}
+        if newest_first:
+            found = self.connection.zrevrangebyscore(key, high, low, **paging)
+        else:
+            found = self.connection.zrangebyscore(key, low, high, **paging)
+        return [parse_trade_member(item) for item in found]
