@@ -7,6 +7,7 @@ Redis does and wait it out like any other outage.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import RedisClusterException
+from redis.exceptions import CrossSlotTransactionError, RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -78,6 +79,41 @@ def _options(socket_timeout: float, client_name: str | None) -> dict[str, Any]:
     }
 
 
+def _translated(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` raising redis-py's cluster-client exceptions, which are not ``RedisError``s
+    (no node serves a slot during a failover, a node table being rebuilt), as the Redis
+    errors every component already waits out: a connection error, or CROSSSLOT for a
+    transaction spanning slots, which is a bug to report, not to retry."""
+
+    @functools.wraps(func)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CrossSlotTransactionError as exc:
+            raise redis.ResponseError(f"CROSSSLOT {exc}") from exc
+        except RedisClusterException as exc:
+            raise redis.ConnectionError(f"Redis Cluster: {exc}") from exc
+
+    return call
+
+
+class _ClusterPipeline:
+    """A cluster pipeline whose ``execute`` raises Redis errors only (see _translated)."""
+
+    def __init__(self, pipe: Any):
+        self._pipe = pipe
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._pipe, name)
+        return _translated(found) if name == "execute" else found
+
+    def __enter__(self) -> _ClusterPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pipe.reset()
+
+
 class LazyCluster:
     """A ``RedisCluster`` built on first use. redis-py's cluster client asks a node for the slot
     map when it is constructed; built lazily, a component starting before its cluster sees an
@@ -111,7 +147,10 @@ class LazyCluster:
             self._client.set_retry(retry)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.client, name)
+        found = getattr(self.client, name)
+        if name == "pipeline":
+            return lambda *args, **kwargs: _ClusterPipeline(found(*args, **kwargs))
+        return _translated(found) if callable(found) else found
 
     def close(self) -> None:
         if self._client is not None:
