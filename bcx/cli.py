@@ -178,6 +178,43 @@ def web(config_path: str | None, bind: str | None, debug: bool) -> None:
     run(load_config(config_path), bind, debug)
 
 
+class _ExportProgress:
+    """``bcx export``'s progress bar on stderr (rich), started at the first report."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __call__(self, done_ms: int, total_ms: int) -> None:
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+
+            self.bar = Progress("exporting", BarColumn(), TaskProgressColumn(),
+                                TimeRemainingColumn(), console=Console(stderr=True))
+            self.bar.start()
+            self.task = self.bar.add_task("export", total=max(total_ms, 1))
+        self.bar.update(self.task, completed=min(done_ms, total_ms), total=max(total_ms, 1))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _may_write(path: str, force: bool) -> None:
+    """An existing ``-o`` file is replaced only with --force or a yes on a terminal."""
+    if path == "-" or force or not os.path.exists(path):
+        return
+    if not _interactive():
+        raise click.UsageError(f"{path} exists: pass --force to overwrite it")
+    if not click.confirm(f"{path} exists. Overwrite?", default=False, err=True):
+        raise click.ClickException(f"kept {path}")
+
+
 @main.command()
 @config_option
 @click.argument("series", metavar="EXCHANGE:SYMBOL")
@@ -186,11 +223,16 @@ def web(config_path: str | None, bind: str | None, debug: bool) -> None:
 @click.option("--start", callback=_instant_arg, help="From (epoch s, epoch ms or ISO-8601).")
 @click.option("--end", callback=_instant_arg, help="Until, inclusive.")
 @click.option("--interval", callback=_duration_arg,
-              help="Export the OHLC roll-up of this interval (e.g. 1m) instead of raw ticks.")
-@click.option("-o", "--output", type=click.File("w", encoding="utf-8", lazy=True), default="-",
+              help="Export OHLC candles of this interval (e.g. 10s, 1m, 4h: any whole number "
+                   "of seconds, as /ohlc) instead of raw ticks.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
               help="CSV file to write (default: standard output).")
+@click.option("--force", is_flag=True, help="Overwrite an existing --output without asking.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr (default: when stderr is a terminal).")
 def export(config_path: str | None, series: str, fields: tuple[str, ...], start: int | None,
-           end: int | None, interval: float | None, output: Any) -> None:
+           end: int | None, interval: float | None, output: str, force: bool,
+           progress: bool | None) -> None:
     """Write a series' raw ticks (or, with --interval, its candles) as CSV."""
     import redis
 
@@ -205,23 +247,36 @@ def export(config_path: str | None, series: str, fields: tuple[str, ...], start:
     if not symbol:
         raise click.BadParameter("expected EXCHANGE:SYMBOL, such as coinbase:BTC-USD",
                                  param_hint="SERIES")
-    intervals = {int(seconds) for seconds, _ in cfg.watcher.rollups}
-    if interval is not None and int(interval) not in intervals:
-        raise click.BadParameter(
-            "not a configured roll-up interval; [watcher] rollups has "
-            + ", ".join(f"{seconds}s" for seconds in sorted(intervals)), param_hint="--interval")
+    if interval is not None and (interval != int(interval)
+                                 or not 1 <= interval <= exportmod.MAX_INTERVAL_S):
+        raise click.BadParameter(f"expected a whole number of seconds from 1s to "
+                                 f"{exportmod.MAX_INTERVAL_S}s, such as 10s, 15m or 1h",
+                                 param_hint="--interval")
+    _may_write(output, force)
+    bar = _ExportProgress() if (sys.stderr.isatty() if progress is None else progress) else None
     connection = from_config(cfg.redis, client_name="bcx-export")
     keys = Keys(cfg.redis.prefix)
+    # A file is written beside its target and renamed at the end: a failed export never
+    # leaves a truncated file in place of the one it was to replace.
+    partial = None if output == "-" else f"{output}.part"
     try:
-        rows = exportmod.export(Store(connection, keys), RollupStore(connection, keys), output,
-                                exchange.lower(), symbol.upper(),
-                                fields or ("price", "bid", "ask"), start, end,
-                                None if interval is None else int(interval))
+        with click.open_file(partial or "-", "w", encoding="utf-8") as handle:
+            rows = exportmod.export(Store(connection, keys), RollupStore(connection, keys),
+                                    handle, exchange.lower(), symbol.upper(),
+                                    fields or ("price", "bid", "ask"), start, end,
+                                    None if interval is None else int(interval),
+                                    [int(seconds) for seconds, _ in cfg.watcher.rollups], bar)
+        if partial:
+            os.replace(partial, output)
     except exportmod.ExportError as exc:
         raise click.ClickException(str(exc)) from None
     except redis.RedisError as exc:
         raise click.ClickException(f"Redis: {advice(exc) or exc}") from None
     finally:
+        if bar is not None:
+            bar.close()
+        if partial and os.path.exists(partial):
+            os.remove(partial)
         connection.close()
     click.echo(f"exported {rows} rows", err=True)
 

@@ -9,6 +9,7 @@ types, defaults and validation live together. ``load()`` finds the file, applies
 from __future__ import annotations
 
 import configparser
+import difflib
 import os
 import re
 import shlex
@@ -473,6 +474,34 @@ def env_name(section: str, key: str) -> str:
     return "BCX_" + re.sub(r"[^A-Za-z0-9]", "_", f"{section}_{key}").upper()
 
 
+# BCX_* variables that are not config overrides: read by the CLI, the init scripts
+# (/etc/default/bcx), `make`, scripts/install.sh, and set for a command notifier's program.
+NON_CONFIG_ENV = frozenset((
+    "BCX_CONF", "BCX_LOG_LEVEL", "BCX_EXTRA_PACKAGES", "BCX_DEFAULTS", "BCX_USER", "BCX_BIN",
+    "BCX_RUNDIR", "BCX_LOGDIR", "BCX_WORKDIR", "BCX_START_WAIT", "BCX_STOP_WAIT", "BCX_PYTHON",
+    "BCX_BUILD_PYTHON", "BCX_PIP_OPTS", "BCX_TEST_RUNDIR",
+))
+NON_CONFIG_ENV_PREFIXES = ("BCX_EVENT_",)
+
+
+def env_problems(env: Mapping[str, str], known: Iterable[str]) -> list[Problem]:
+    """A ``BCX_*`` variable that names no key of this config and is none of the other
+    variables BCX reads is a typo that would be silently ignored: name it."""
+    known = set(known)
+    problems = []
+    for name in sorted(env):
+        if (not name.startswith("BCX_") or name in known or name in NON_CONFIG_ENV
+                or name.startswith(NON_CONFIG_ENV_PREFIXES)):
+            continue
+        close = difflib.get_close_matches(name, sorted(known | NON_CONFIG_ENV), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        problems.append(Problem(f"environment {name}", "", "", "",
+                                "no such setting: BCX_<SECTION>_<KEY> overrides a key of "
+                                "bcx.conf, BCX_RULE_<NAME>_<KEY> a rule the file defines"
+                                + hint))
+    return problems
+
+
 def find_path(explicit: str | None = None, env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     if explicit:
@@ -536,6 +565,11 @@ def from_parser(parser: configparser.ConfigParser, path: str,
             rules[item] = _build(RuleConfig(), section, parser, path, env, problems)
             problems.extend(rule_problems(rules[item], section, path))
 
+    overridable = [(kind, cls) for kind, cls in SECTIONS.items() if kind not in TEMPLATED]
+    overridable += [(f"exchange:{name}", ExchangeConfig) for name in EXCHANGES]
+    overridable += [(f"rule:{name}", RuleConfig) for name in rules]
+    problems.extend(env_problems(env, (env_name(section, key_of(spec))
+                                       for section, cls in overridable for spec in fields(cls))))
     problems.extend(server_problems(sections.get("server", ServerConfig()), path))
     problems.extend(redis_problems(sections.get("redis", RedisConfig()), path))
     for name in sections.get("tracker", TrackerConfig()).exchanges:

@@ -3,9 +3,13 @@
 #
 #   install    virtualenv /opt/bcx with the package (from a wheel built by the dev .venv),
 #              /etc/bcx/bcx.conf (640 root:bcx, never overwritten), /etc/default/bcx,
-#              systemd units in /etc/systemd/system, LSB scripts in /etc/init.d,
+#              /etc/logrotate.d/bcx, systemd units, LSB scripts in /etc/init.d,
 #              /var/lib/bcx and /var/log/bcx (bcx:bcx). Without DESTDIR it also creates the
 #              bcx system user and enables the units (systemd running) or the init scripts.
+#              Units: an install into / is the administrator's own, so /etc/systemd/system;
+#              a staged one (DESTDIR) is a package's, so /lib/systemd/system (Debian policy),
+#              with the user and the ownership it cannot set recorded in
+#              /usr/lib/sysusers.d/bcx.conf and /usr/lib/tmpfiles.d/bcx.conf.
 #   uninstall  stops and disables the services, removes the program, units and scripts;
 #              keeps the config, data, logs and user (PURGE=1 removes those too).
 #
@@ -21,7 +25,7 @@ D=${DESTDIR%/}
 PREFIX=/opt/bcx
 UNITS=(bcx-tracker.service bcx-tracker@.service bcx-watcher.service bcx-server.service bcx-web.service)
 SCRIPTS=(bcx-tracker bcx-watcher bcx-server bcx-web)
-UNITDIR=/etc/systemd/system
+if [ -n "$D" ]; then UNITDIR=/lib/systemd/system; else UNITDIR=/etc/systemd/system; fi
 STAMP=$PREFIX/.bcx-source
 
 say() { echo "bcx-install: $*"; }
@@ -101,6 +105,13 @@ install_program() {
     say "installed the bcx package into $D$PREFIX"
 }
 
+vendored_files() {
+    # The files of npm package $1 the templates load: url_for('pages.vendor', package='$1',
+    # filename='...').
+    grep -ohE "package='$1', filename='[^']+'" "$SRC"/web/templates/*.html \
+        | sed -E "s/.*filename='([^']+)'/\1/" | sort -u
+}
+
 install_assets() {
     # The web pages' own static files and the Highcharts build npm installed: web/pages.py
     # finds them under <prefix>/share/bcx when it runs from the installed virtualenv.
@@ -109,12 +120,17 @@ install_assets() {
         put 644 "$SRC/$file" "$D$PREFIX/share/bcx/$file"
     done
     if [ -d "$SRC/node_modules/highcharts" ]; then
-        (cd "$SRC" && find node_modules/highcharts -maxdepth 2 -type f \
-            \( -name '*.js' ! -name '*.src.js' -o -name '*.css' -o -name 'LICENSE.txt' \) \
-            ! -path '*/es-modules/*' ! -path '*/esm/*' -print0) \
-            | while IFS= read -r -d '' file; do
-                put 644 "$SRC/$file" "$D$PREFIX/share/bcx/$file"
-            done
+        # Only the files the pages load (and the licence), not the whole npm package.
+        local vendor=$D$PREFIX/share/bcx/node_modules/highcharts keep
+        keep=" LICENSE.txt $(vendored_files highcharts | tr '\n' ' ')"
+        for file in $keep; do
+            put 644 "$SRC/node_modules/highcharts/$file" "$vendor/$file"
+        done
+        # An earlier version copied more of the package: drop what the pages do not load.
+        (cd "$vendor" && find . -type f -printf '%P\n') | while IFS= read -r file; do
+            case "$keep" in *" $file "*) ;; *) rm -f "$vendor/$file" ;; esac
+        done
+        find "$vendor" -mindepth 1 -type d -empty -delete
     else
         say "warning: node_modules/highcharts is missing (run make setup): charts will not load"
     fi
@@ -137,6 +153,17 @@ install_files() {
         say "kept the existing $D/etc/bcx/bcx.conf"
     fi
     [ -e "$D/etc/default/bcx" ] || install -D -m 644 "$SRC/init.d/bcx.default" "$D/etc/default/bcx"
+    # Like the config, the admin's once installed (it names the alert log's path).
+    [ -e "$D/etc/logrotate.d/bcx" ] \
+        || install -D -m 644 "$SRC/init.d/bcx.logrotate" "$D/etc/logrotate.d/bcx"
+    if [ -n "$D" ]; then
+        put 644 "$SRC/init.d/bcx.sysusers" "$D/usr/lib/sysusers.d/bcx.conf"
+        put 644 "$SRC/init.d/bcx.tmpfiles" "$D/usr/lib/tmpfiles.d/bcx.conf"
+        have_bcx_user && [ "$(id -u)" -eq 0 ] \
+            || say "no bcx user here: ownership (bcx.conf root:bcx, /var/lib/bcx and" \
+                   "/var/log/bcx bcx:bcx) is recorded in /usr/lib/tmpfiles.d/bcx.conf;" \
+                   "the package runs systemd-sysusers, then systemd-tmpfiles --create"
+    fi
     put 644 "$SRC/init.d/bcx-init-functions" "$D$PREFIX/share/bcx/init-functions"
     put 644 "$SRC/README.md" "$D$PREFIX/share/doc/bcx/README.md"
     install_assets
@@ -194,18 +221,20 @@ do_uninstall() {
         done
     fi
     for unit in "${UNITS[@]}" bcx.target; do rm -f "$D$UNITDIR/$unit"; done
+    rm -f "$D/usr/lib/sysusers.d/bcx.conf" "$D/usr/lib/tmpfiles.d/bcx.conf"
     for script in "${SCRIPTS[@]}"; do rm -f "$D/etc/init.d/$script"; done
     systemd_running && systemctl daemon-reload
     rm -rf "$D$PREFIX"
     # The init scripts' pidfile directory; empty once the services are stopped.
     [ -z "$D" ] && rm -rf /run/bcx
     if [ "${PURGE:-0}" = 1 ]; then
-        rm -rf "$D/etc/bcx" "$D/etc/default/bcx" "$D/var/lib/bcx" "$D/var/log/bcx"
+        rm -rf "$D/etc/bcx" "$D/etc/default/bcx" "$D/etc/logrotate.d/bcx" "$D/var/lib/bcx" \
+            "$D/var/log/bcx"
         if [ -z "$D" ] && getent passwd bcx >/dev/null; then userdel bcx; fi
         say "removed BCX with its config, data, logs and user"
     else
-        say "removed BCX; kept /etc/bcx, /etc/default/bcx, /var/lib/bcx, /var/log/bcx and" \
-            "the bcx user (make uninstall PURGE=1 removes them)"
+        say "removed BCX; kept /etc/bcx, /etc/default/bcx, /etc/logrotate.d/bcx, /var/lib/bcx," \
+            "/var/log/bcx and the bcx user (make uninstall PURGE=1 removes them)"
     fi
 }
 

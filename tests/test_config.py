@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,50 @@ def test_bad_environment_value_names_the_variable(tmp_path):
     with pytest.raises(config.ConfigError) as caught:
         config.load(path, env={"BCX_WEB_HISTORY_CAP": "0"})
     assert "environment BCX_WEB_HISTORY_CAP: [web] history_cap = '0'" in str(caught.value)
+
+
+def test_unknown_bcx_variable_is_an_error_naming_it(tmp_path):
+    path = write(tmp_path, "")
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path, env={"BCX_TRACKER_TYPO": "1", "BCX_TRACKER_BATCH_SIZE": "9",
+                               "BCX_EXCHANGE_FTX_URL": "wss://x", "OTHER_TYPO": "1"})
+    message = str(caught.value)
+    assert "environment BCX_TRACKER_TYPO: no such setting" in message
+    assert "environment BCX_EXCHANGE_FTX_URL: no such setting" in message
+    assert "OTHER_TYPO" not in message
+
+
+def test_misspelt_variable_gets_a_suggestion(tmp_path):
+    with pytest.raises(config.ConfigError, match=r"did you mean BCX_TRACKER_BATCH_SIZE\?"):
+        config.load(write(tmp_path, ""), env={"BCX_TRACKER_BATCHSIZE": "9"})
+
+
+def test_rule_variables_must_name_a_rule_of_the_file(tmp_path):
+    path = write(tmp_path, "[rule:btc_high]\nkind = above\nseries = coinbase:BTC-USD\n"
+                 "threshold = 1\n")
+    cfg = config.load(path, env={"BCX_RULE_BTC_HIGH_THRESHOLD": "2"})
+    assert cfg.rules["btc_high"].threshold == 2
+    with pytest.raises(config.ConfigError, match="environment BCX_RULE_BTC_LOW_THRESHOLD"):
+        config.load(path, env={"BCX_RULE_BTC_LOW_THRESHOLD": "2"})
+
+
+def test_non_config_bcx_variables_stay_allowed(tmp_path):
+    # Every BCX_* name the project reads elsewhere (init scripts, make, install.sh, the
+    # command notifier's environment) passes the check. web/ uses BCX_* only as Flask
+    # app.config keys.
+    names = {"BCX_CONF": str(write(tmp_path, "")), "BCX_EVENT_ID": "1-0",
+             "BCX_EVENT_MESSAGE": "x"}
+    names.update({name: "x" for name in config.NON_CONFIG_ENV if name != "BCX_CONF"})
+    assert config.load(None, env=names).redis.prefix == "bcx"
+    sources = subprocess.run(["git", "grep", "-ohE", r"\bBCX_[A-Z0-9_]*[A-Z0-9]\b", "--",
+                              ":!tests", ":!web", ":!README.md",
+                              ":!bcx/config.py"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.split()
+    known = {config.env_name(kind, key) for kind, keys in config.schema_keys().items()
+             if kind not in config.TEMPLATED for key in keys}
+    stray = {name for name in sources if name not in known | config.NON_CONFIG_ENV
+             and not name.startswith(("BCX_EVENT_", "BCX_EXCHANGE_"))}
+    assert not stray
 
 
 def test_lookup_order(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import getpass
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -352,11 +353,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dic
 EXPECTED_MODES = {
     "etc/bcx/bcx.conf": 0o640,
     "etc/default/bcx": 0o644,
-    **{f"etc/systemd/system/{unit}": 0o644 for unit in UNITS},
+    **{f"lib/systemd/system/{unit}": 0o644 for unit in UNITS},
     **{f"etc/init.d/bcx-{name}": 0o755 for name in COMPONENTS},
     "opt/bcx/bin/bcx": 0o755,
     "opt/bcx/bin/python": None,
     "opt/bcx/share/bcx/init-functions": 0o644,
+    "etc/logrotate.d/bcx": 0o644,
+    "usr/lib/sysusers.d/bcx.conf": 0o644,
+    "usr/lib/tmpfiles.d/bcx.conf": 0o644,
     "var/lib/bcx": 0o750,
     "var/log/bcx": 0o750,
 }
@@ -405,6 +409,140 @@ def test_make_uninstall_removes_the_program_and_keeps_the_config(installed, tmp_
         result = make_install(source, copy, "uninstall")
         assert result.returncode == 0, result.stdout + result.stderr
     assert not (copy / "opt/bcx").exists()
-    assert not list((copy / "etc/systemd/system").glob("bcx*"))
+    assert not list((copy / "lib/systemd/system").glob("bcx*"))
+    assert not (copy / "usr/lib/tmpfiles.d/bcx.conf").exists()
     assert not list((copy / "etc/init.d").glob("bcx*"))
     assert (copy / "etc/bcx/bcx.conf").exists()
+
+
+def test_a_staged_install_puts_units_where_packages_keep_them(installed):
+    # Was: /etc/systemd/system, the administrator's directory, even for a package.
+    _, destdir, _, _ = installed
+    assert sorted(path.name for path in (destdir / "lib/systemd/system").iterdir()) == sorted(
+        UNITS)
+    assert not (destdir / "etc/systemd/system").exists()
+
+
+def test_a_staged_install_records_the_ownership_it_cannot_set(installed):
+    # Was: bcx.conf staged root:root with nothing telling the packager it must be root:bcx.
+    _, destdir, _, _ = installed
+    tmpfiles = (destdir / "usr/lib/tmpfiles.d/bcx.conf").read_text().splitlines()
+    assert "z /etc/bcx/bcx.conf 0640 root bcx -" in tmpfiles
+    assert "d /var/lib/bcx 0750 bcx bcx -" in tmpfiles
+    assert "d /var/log/bcx 0750 bcx bcx -" in tmpfiles
+    sysusers = (destdir / "usr/lib/sysusers.d/bcx.conf").read_text()
+    assert any(line.split()[:2] == ["u", "bcx"] for line in sysusers.splitlines()
+               if line and not line.startswith("#"))
+    assert (destdir / "etc/bcx/bcx.conf").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("systemd-sysusers")
+                    or not shutil.which("systemd-tmpfiles"),
+                    reason="needs root and systemd-sysusers/systemd-tmpfiles")
+def test_what_a_package_postinst_runs_gives_the_staged_tree_its_owners(installed, tmp_path):
+    # The packager's two steps, run on a copy of the staged tree: the config ends root:bcx.
+    _, destdir, _, _ = installed
+    root = tmp_path / "root"
+    for part in ("etc", "usr/lib/sysusers.d", "usr/lib/tmpfiles.d", "var"):
+        shutil.copytree(destdir / part, root / part, symlinks=True)
+    for args in (["systemd-sysusers", f"--root={root}"],
+                 ["systemd-tmpfiles", f"--root={root}", "--create"]):
+        done = subprocess.run(args, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    users = {line.split(":")[0]: line.split(":") for line in
+             (root / "etc/passwd").read_text().splitlines()}
+    uid, gid = int(users["bcx"][2]), int(users["bcx"][3])
+    conf = (root / "etc/bcx/bcx.conf").stat()
+    assert (conf.st_uid, conf.st_gid, conf.st_mode & 0o777) == (0, gid, 0o640)
+    for directory in ("var/lib/bcx", "var/log/bcx"):
+        info = (root / directory).stat()
+        assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (uid, gid, 0o750)
+
+
+def vendored_by_templates() -> set[str]:
+    found = set()
+    for template in (ROOT / "web/templates").glob("*.html"):
+        found |= set(re.findall(r"package='highcharts', filename='([^']+)'",
+                                template.read_text()))
+    return found
+
+
+def test_only_the_highcharts_files_the_pages_load_are_installed(installed):
+    # Was: every built file of the npm package (maps, modules, themes) under /opt.
+    _, destdir, _, _ = installed
+    vendor = destdir / "opt/bcx/share/bcx/node_modules/highcharts"
+    if not (ROOT / "node_modules/highcharts").is_dir():
+        pytest.skip("node_modules/highcharts is missing (make setup)")
+    installed_files = {str(path.relative_to(vendor)) for path in vendor.rglob("*")
+                       if path.is_file()}
+    assert vendored_by_templates() >= {"highstock.js"}
+    assert installed_files == vendored_by_templates() | {"LICENSE.txt"}
+
+
+def test_the_installed_pages_find_every_script_they_load(installed, tmp_path):
+    from bcx import config as configmod
+    from web import create_app
+
+    _, destdir, _, _ = installed
+    if not (ROOT / "node_modules/highcharts").is_dir():
+        pytest.skip("node_modules/highcharts is missing (make setup)")
+    conf = tmp_path / "bcx.conf"
+    conf.write_text("[redis]\nurl = redis://127.0.0.1:1/0\n")
+    app = create_app({"BCX_CONFIG": configmod.load(str(conf), env={}), "TESTING": True,
+                      "BCX_VENDOR_DIR": str(destdir / "opt/bcx/share/bcx/node_modules")})
+    client = app.test_client()
+    scripts = set()
+    for page in ("/", "/chart/coinbase/BTC-USD", "/alerts", "/status"):
+        response = client.get(page)
+        assert response.status_code == 200, page
+        scripts |= set(re.findall(r'<script src="(/vendor/[^"]+)"', response.text))
+    assert scripts
+    for script in scripts:
+        assert client.get(script).status_code == 200, script
+
+
+def test_a_second_install_drops_highcharts_files_an_earlier_version_copied(installed, tmp_path):
+    source, destdir, _, _ = installed
+    copy = tmp_path / "dest"
+    shutil.copytree(destdir, copy, symlinks=True)
+    stray = copy / "opt/bcx/share/bcx/node_modules/highcharts/modules/exporting.js"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_text("old")
+    (copy / "opt/bcx/share/bcx/node_modules/highcharts/themes").mkdir()
+    (copy / "opt/bcx/share/bcx/node_modules/highcharts/themes/dark.js").write_text("old")
+    result = make_install(source, copy)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not stray.exists()
+    assert not (copy / "opt/bcx/share/bcx/node_modules/highcharts/themes").exists()
+
+
+@pytest.mark.skipif(shutil.which("logrotate") is None, reason="logrotate is not installed")
+def test_logrotate_rules_rotate_the_logs_bcx_writes_without_losing_lines(installed, tmp_path):
+    _, destdir, _, _ = installed
+    logs = tmp_path / "log"
+    logs.mkdir()
+    me = f"{getpass.getuser()} {os.getgid()}"
+    rules = (destdir / "etc/logrotate.d/bcx").read_text()
+    rules = rules.replace("/var/log/bcx", str(logs)).replace("bcx bcx", me)
+    (tmp_path / "rules").write_text(rules)
+    # A daemon's output as start-stop-daemon --output leaves it: opened once, append mode.
+    daemon_log = logs / "bcx-tracker.log"
+    held = open(daemon_log, "a", encoding="utf-8")  # noqa: SIM115 - held open like a daemon
+    try:
+        held.write("before\n")
+        held.flush()
+        (logs / "alerts.jsonl").write_text('{"id": "1-0"}\n')
+        result = subprocess.run(["logrotate", "--force", "--state", str(tmp_path / "state"),
+                                 str(tmp_path / "rules")], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        held.write("after\n")
+        held.flush()
+    finally:
+        held.close()
+    # copytruncate: the old lines in .1, the daemon's next line at the start of the file.
+    assert (logs / "bcx-tracker.log.1").read_text() == "before\n"
+    assert daemon_log.read_text() == "after\n"
+    # The alert log is renamed and created again (the server opens it per event).
+    assert (logs / "alerts.jsonl.1").read_text() == '{"id": "1-0"}\n'
+    assert (logs / "alerts.jsonl").read_text() == ""
+    assert (logs / "alerts.jsonl").stat().st_mode & 0o777 == 0o640
