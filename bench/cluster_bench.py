@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import logging
 import multiprocessing
 import tempfile
 import time
@@ -33,10 +35,26 @@ SYMBOLS = ["BTC-AUD", "MANA-USDT", "ETH-BRL", "DENT-USDT", "ZIL-USDT", "RENBTC-E
            "BTCST-USDT", "QTUM-ETH", "AXS-BNB", "NEO-USDC"]
 
 
-def _tracker(conf: str, seconds: float, results: multiprocessing.Queue) -> None:
+def _shard_session(directory: Path, symbols: list[str]) -> Path:
+    """The recording with only the frames of ``symbols`` (and every non-data line), so each
+    tracker of a sharded pair receives just its own half."""
+    natives = {symbol.replace("-", "").lower() for symbol in symbols}
+    path = directory / f"binance-{'-'.join(symbols)}.session.jsonl"
+    with SESSION.open() as source, path.open("w") as target:
+        for line in source:
+            entry = json.loads(line)
+            stream = str(json.loads(entry["raw"]).get("stream", "")) if entry.get(
+                "dir") == "recv" else ""
+            if not stream or stream.split("@")[0] in natives:
+                target.write(line)
+    return path
+
+
+def _tracker(conf: str, session: str, seconds: float, results: multiprocessing.Queue) -> None:
     """One tracker process with its own replay: ticks stored in ``seconds`` after warm-up."""
+    logging.disable(logging.WARNING)  # refusals and reconnects are not the figure here
     config = configmod.load(conf, env={})
-    replay = ReplayServer(SESSION, speed=0, loop=True)
+    replay = ReplayServer(Path(session), speed=0, loop=True)
     url = replay.start()
     config = dataclasses.replace(config, exchanges={**config.exchanges, "binance":
                                  dataclasses.replace(config.exchanges["binance"], url=url)})
@@ -66,8 +84,9 @@ def _run(directory: Path, redis: RedisConfig, trackers: int, seconds: float) -> 
     shards = [SYMBOLS[index::trackers] for index in range(trackers)]
     results: multiprocessing.Queue = multiprocessing.Queue()
     processes = [multiprocessing.Process(target=_tracker, args=(
-        _config(directory, redis, shard, f"t{index}" if trackers > 1 else ""), seconds,
-        results)) for index, shard in enumerate(shards)]
+        _config(directory, redis, shard, f"t{index}" if trackers > 1 else ""),
+        str(_shard_session(directory, shard)), seconds, results))
+        for index, shard in enumerate(shards)]
     for process in processes:
         process.start()
     rates = [results.get(timeout=seconds + 60) for _ in processes]
