@@ -133,6 +133,14 @@ def _symbols(text: str) -> tuple[str, ...]:
     return values
 
 
+def _origins(text: str) -> tuple[str, ...]:
+    values = tuple(word.rstrip("/") for word in _words(text))
+    if any(value != "*" and not re.fullmatch(r"https?://[^/\s?#]+", value, re.IGNORECASE)
+           for value in values):
+        raise ValueError("origins such as https://dash.example.com http://localhost:3000, or *")
+    return values
+
+
 def _redis_url(text: str) -> str:
     value = text.strip()
     scheme = urlsplit(value).scheme
@@ -401,6 +409,9 @@ class WebConfig:
     bind: str = opt("127.0.0.1:8000", _bind, "Address the web app listens on.")
     api_token: str = opt("", _text, "Bearer token for rule writes; empty disables writes.",
                          secret=True)
+    cors_origins: tuple[str, ...] = opt((), _origins, "Browser origins allowed to read the API "
+                                        "from other sites (CORS), e.g. https://dash.example.com; "
+                                        "* allows any; empty: none.")
     history_cap: int = opt(10000, _int_min(1), "Most points one history response returns.")
     rules_max: int = opt(1000, _int_min(1), "Most rules the API stores (rules of bcx.conf do "
                          "not count); adding one more is refused with 409.")

@@ -71,15 +71,15 @@ def overview(store: Store, now_ms: int, stale_after_s: float) -> list[dict[str, 
 
 
 def history(store: Store, exchange: str, symbol: str, field: str, start_ms: int | None,
-            end_ms: int | None, limit: int) -> dict[str, Any]:
-    """At most ``limit`` points of the range, oldest first. When the range holds more, the
-    newest ``limit`` are returned with ``truncated`` set and ``next_end``: ask again with
-    ``end=next_end`` to page further back."""
+            end_ms: int | None, limit: int, newest_first: bool = False) -> dict[str, Any]:
+    """At most ``limit`` points of the range: the oldest ``limit``, listed oldest first, or
+    with ``newest_first`` the newest ``limit``, listed newest first. When the range holds
+    more, ``truncated`` is set with where to ask again for the rest: ``next_start`` (oldest
+    first) or ``next_end`` (newest first)."""
     found = store.range(exchange, symbol, field, start_ms, end_ms, limit=limit + 1,
-                        newest_first=True)
+                        newest_first=newest_first)
     truncated = len(found) > limit
     found = found[:limit]
-    found.reverse()
     points = []
     for ms, text in found:  # the hot loop of big answers: kept free of calls that add nothing
         try:
@@ -88,6 +88,10 @@ def history(store: Store, exchange: str, symbol: str, field: str, start_ms: int 
             continue
         if math.isfinite(value):
             points.append([ms, value])
+    last = found[-1][0] if truncated and found else None
     return {"series": series_id(exchange, symbol), "field": field, "start": start_ms,
-            "end": end_ms, "count": len(points), "truncated": truncated,
-            "next_end": found[0][0] - 1 if truncated and found else None, "points": points}
+            "end": end_ms, "order": "desc" if newest_first else "asc", "count": len(points),
+            "truncated": truncated,
+            "next_start": last + 1 if last is not None and not newest_first else None,
+            "next_end": last - 1 if last is not None and newest_first else None,
+            "points": points}

@@ -128,10 +128,15 @@ def test_history_never_exceeds_the_cap_and_says_it_truncated(r: redis.Redis, key
     capped = create(make_config(redis_url, history_cap="20")).test_client()
     body = capped.get(f"{API}/series/coinbase/BTC-USD/history").get_json()
     assert body["count"] == 20 and body["truncated"] is True
-    assert [value for _, value in body["points"]] == [float(i) for i in range(30, 50)]
+    assert [value for _, value in body["points"]] == [float(i) for i in range(20)]
+    later = capped.get(f"{API}/series/coinbase/BTC-USD/history",
+                       query_string={"start": body["next_start"]}).get_json()
+    assert [value for _, value in later["points"]] == [float(i) for i in range(20, 40)]
+    body = capped.get(f"{API}/series/coinbase/BTC-USD/history?order=desc").get_json()
+    assert [value for _, value in body["points"]] == [float(i) for i in range(49, 29, -1)]
     older = capped.get(f"{API}/series/coinbase/BTC-USD/history",
-                       query_string={"end": body["next_end"]}).get_json()
-    assert [value for _, value in older["points"]] == [float(i) for i in range(10, 30)]
+                       query_string={"end": body["next_end"], "order": "desc"}).get_json()
+    assert [value for _, value in older["points"]] == [float(i) for i in range(29, 9, -1)]
     assert capped.get(f"{API}/series/coinbase/BTC-USD/history?limit=21").status_code == 400
 
 
@@ -155,6 +160,10 @@ def test_history_limit_smaller_than_the_range(client: FlaskClient, store: Store)
     ("start=2021-04-17T16:44:00Z&end=2021-04-17T16:43:00Z", "start"),
     ("colour=red", "colour"),
     ("limit=1&limit=2", "limit"),
+    ("order=newest", "order"),
+    ("start=-1M", "start"),
+    ("start=now-", "start"),
+    ("end=-5", "end"),
 ])
 def test_bad_history_parameter_is_400_naming_it(client: FlaskClient, recorded: list[Tick],
                                                 query: str, parameter: str) -> None:

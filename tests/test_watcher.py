@@ -104,6 +104,18 @@ def test_roll_ups_are_kept_up_to_date(r, keys, watcher):
              message="a one-minute candle")
 
 
+def test_the_history_heartbeat_carries_pass_durations_and_the_rollup_instant(r, keys,
+                                                                             watcher):
+    Store(r, keys).write([Tick("coinbase", "BTC-USD", now_ms(), price="7")])
+    started = now_ms()
+    watcher.start()
+    beat = wait_for(lambda: (found := r.hgetall(f"bcx:heartbeat:{HISTORY}"))
+                    and "rollup_at_ms" in found and "trim_pass_s" in found and found,
+                    message="pass figures in the history heartbeat")
+    assert float(beat["rollup_pass_s"]) >= 0 and float(beat["trim_pass_s"]) >= 0
+    assert started <= int(beat["rollup_at_ms"]) <= now_ms()
+
+
 class Scheduler(run.BackgroundScheduler):
     """Tells when its shutdown has begun."""
 

@@ -29,11 +29,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Sentinel); its pool is shared by the app's threads, and it connects on first use.
     app.extensions["redis"] = from_config(cfg.redis, client_name="bcx-web")
 
-    from web import errors
+    from web import cors, errors, metrics
     from web.api import bp as api_bp
     from web.pages import bp as pages_bp
 
     errors.init_app(app)
+    metrics.init_app(app)
+    cors.init_app(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(pages_bp)
     return app

@@ -67,10 +67,34 @@ def _args(*allowed: str) -> Any:
     return request.args
 
 
+@bp.get("/")
+def index() -> Response:
+    """The endpoints, read from the OpenAPI document: a starting point for a script."""
+    _args()
+    document = openapi.document(_cfg())
+    base = bp.url_prefix or ""
+    endpoints = [{"path": base + path, "methods": sorted(method.upper() for method in item
+                                                         if method != "parameters"),
+                  "summary": next((op["summary"] for method, op in item.items()
+                                   if method != "parameters"), ""),
+                  "href": None if "{" in path else base + path}
+                 for path, item in document["paths"].items()]
+    return jsonify(name=document["info"]["title"], version=document["info"]["version"],
+                   openapi=f"{base}/openapi.json", metrics="/metrics", endpoints=endpoints)
+
+
 @bp.get("/series")
 def series_list() -> Response:
-    _args()
-    return jsonify(series=query.overview(_store(), now_ms(), _cfg().web.stale_after))
+    args = _args("exchange", "quote", "q")
+    exchange = params.text(args, "exchange")
+    quote = params.text(args, "quote")
+    needle = params.text(args, "q")
+    found = query.overview(_store(), now_ms(), _cfg().web.stale_after)
+    return jsonify(series=[
+        item for item in found
+        if (exchange is None or item["exchange"] == exchange.lower())
+        and (quote is None or item["symbol"].rpartition("-")[2] == quote.upper())
+        and (needle is None or needle.lower() in item["series"].lower())])
 
 
 @bp.get("/series/<exchange>/<symbol>/latest")
@@ -86,13 +110,15 @@ def latest(exchange: str, symbol: str) -> Response:
 
 @bp.get("/series/<exchange>/<symbol>/history")
 def history(exchange: str, symbol: str) -> Response:
-    args = _args("field", "start", "end", "limit")
+    args = _args("field", "start", "end", "limit", "order")
     cap = _cfg().web.history_cap
     field = params.choice(args, "field", FIELDS, "price")
     start, end = params.time_range(args, None, None)
     limit = params.integer(args, "limit", cap, 1, cap)
+    newest_first = params.choice(args, "order", ("asc", "desc"), "asc") == "desc"
     exchange, symbol = _series(exchange, symbol)
-    return jsonify(query.history(_store(), exchange, symbol, field, start, end, limit))
+    return jsonify(query.history(_store(), exchange, symbol, field, start, end, limit,
+                                 newest_first))
 
 
 @bp.get("/series/<exchange>/<symbol>/ohlc")

@@ -7,7 +7,21 @@ heartbeating, so long-lived streams are never mistaken for a hung worker.
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from typing import Any
+
+# /metrics sums every worker's HTTP counts: prometheus_client's multiprocess mode, in a
+# private directory made before any worker (or prometheus_client) starts, removed at exit.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bcx-metrics-")
+    _master_pid = os.getpid()
+    atexit.register(lambda: os.getpid() == _master_pid and shutil.rmtree(
+        os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True))
+
+from prometheus_client import multiprocess  # noqa: E402 - after the directory is set
 
 from bcx import config as configmod
 from bcx.secrets import Redactor, install_log_filter
@@ -51,3 +65,9 @@ def post_worker_init(worker: Any) -> None:
     # Again in each worker: a reload (SIGHUP) gives gunicorn new log handlers.
     _scrub_logs()
     liveness.post_worker_init(worker)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """In the master when a worker has exited: drop its live gauges from /metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)

@@ -7,6 +7,7 @@ from typing import Any
 
 from bcx import rulebook
 from bcx.config import EXCHANGES, FIELDS, RULE_KINDS, Config
+from bcx.timeutil import SPAN_GRAMMAR
 
 NUMBER_OR_NULL = {"type": "number", "nullable": True}
 MS = {"type": "integer", "description": "epoch milliseconds"}
@@ -29,8 +30,10 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
 
 
 INSTANT = {"type": "string", "example": "2021-04-17T16:43:30Z"}
-START = _query("start", "Range start: epoch s, epoch ms or ISO-8601 (UTC if no offset).", INSTANT)
-END = _query("end", "Range end, inclusive: epoch s, epoch ms or ISO-8601.", INSTANT)
+TIMES = ("epoch s, epoch ms, ISO-8601 (UTC if no offset) or relative to now: now, now-15m, "
+         "now+1h, -1h (a relative time needs a unit)")
+START = _query("start", f"Range start: {TIMES}.", INSTANT)
+END = _query("end", f"Range end, inclusive: {TIMES}.", INSTANT)
 FIELD = _query("field", "Which field.", {"type": "string", "enum": list(FIELDS),
                                          "default": "price"})
 SERIES_PARAMS = [
@@ -42,6 +45,7 @@ SERIES_PARAMS = [
 BAD_PARAM = _error("A parameter is invalid; the message names it.")
 NO_SERIES = _error("Unknown series.")
 REDIS_DOWN = _error("Redis is unavailable.")
+TEXT = {"type": "string", "minLength": 1, "maxLength": 64}
 SERIES_PATTERN = "(" + "|".join(EXCHANGES) + "):[A-Z0-9]{1,12}-[A-Z0-9]{1,12}"
 
 
@@ -113,6 +117,17 @@ def schemas(cfg: Config) -> dict[str, Any]:
                                             "parameter": {"type": "string"}},
                                            ["status", "message"])}, ["error"]),
         "Latest": _object(latest, list(latest)),
+        "Index": _object({
+            "name": {"type": "string"}, "version": {"type": "string"},
+            "openapi": {"type": "string"}, "metrics": {"type": "string"},
+            "endpoints": {"type": "array", "items": _object({
+                "path": {"type": "string"},
+                "methods": {"type": "array", "items": {"type": "string"}},
+                "summary": {"type": "string"},
+                "href": {"type": "string", "nullable": True,
+                         "description": "the path when it has no placeholder"}},
+                ["path", "methods", "summary", "href"])}},
+            ["name", "version", "openapi", "endpoints"]),
         "SeriesSummary": _object({"series": {"type": "string"}, "exchange": {"type": "string"},
                                   "symbol": {"type": "string"}, **latest,
                                   "stale": {"type": "boolean"}},
@@ -123,8 +138,12 @@ def schemas(cfg: Config) -> dict[str, Any]:
             "series": {"type": "string"}, "field": {"type": "string", "enum": list(FIELDS)},
             "start": MS_OR_NULL, "end": MS_OR_NULL,
             "count": {"type": "integer", "maximum": cfg.web.history_cap},
+            "order": {"type": "string", "enum": ["asc", "desc"]},
             "truncated": {"type": "boolean"},
-            "next_end": {**MS_OR_NULL, "description": "pass as end to page back"},
+            "next_start": {**MS_OR_NULL, "description": "order=asc and truncated: pass as "
+                           "start to page forward"},
+            "next_end": {**MS_OR_NULL, "description": "order=desc and truncated: pass as end "
+                         "to page back"},
             "points": {"type": "array", "maxItems": cfg.web.history_cap, "items": {
                 "type": "array", "minItems": 2, "maxItems": 2,
                 "items": {"type": "number"}, "description": "[ms, value]"}}},
@@ -208,23 +227,35 @@ def document(cfg: Config) -> dict[str, Any]:
                                 "at the edge). Exchanges: " + ", ".join(EXCHANGES) + "."},
         "servers": [{"url": "/api/v1.0"}],
         "paths": {
-            "/series": {"get": _op("Every known series with its latest values and their age.",
-                                   [], {"200": _ok("SeriesList")})},
+            "/": {"get": _op("This list of endpoints, with links (from this document).", [],
+                             {"200": _ok("Index")})},
+            "/series": {"get": _op(
+                "Every known series with its latest values and their age; the filters combine.",
+                [_query("exchange", "Only this exchange (e.g. coinbase).", TEXT),
+                 _query("quote", "Only symbols quoted in this currency (e.g. USD).", TEXT),
+                 _query("q", "Only series whose id (exchange:BASE-QUOTE) contains this text, "
+                        "case-insensitive.", TEXT)],
+                {"200": _ok("SeriesList"), "400": BAD_PARAM})},
             "/series/{exchange}/{symbol}/latest": {**series_get, "get": _op(
                 "Latest price, bid, ask, spread and age of one series.", [],
                 {"200": _ok("Latest"), "404": NO_SERIES})},
             "/series/{exchange}/{symbol}/history": {**series_get, "get": _op(
-                f"Raw points of one field, oldest first; at most {cap}. When the range holds "
-                "more, the newest are returned, truncated is true and next_end pages back.",
+                f"Raw points of one field; at most {cap}. order=asc (the default): the oldest "
+                "points of the range, oldest first; order=desc: the newest, newest first. "
+                "When the range holds more, truncated is true and next_start (asc) or "
+                "next_end (desc) says where to ask again.",
                 [FIELD, START, END, _query("limit", "Most points returned.", {
-                    "type": "integer", "minimum": 1, "maximum": cap, "default": cap})],
+                    "type": "integer", "minimum": 1, "maximum": cap, "default": cap}),
+                 _query("order", "asc: oldest first; desc: newest first.", {
+                     "type": "string", "enum": ["asc", "desc"], "default": "asc"})],
                 {"200": _ok("History"), "400": BAD_PARAM, "404": NO_SERIES})},
             "/series/{exchange}/{symbol}/ohlc": {**series_get, "get": _op(
                 "Candles, from the roll-ups where their watermark covers the range and from raw "
                 "ticks after it. Default range: the last 24 h.",
                 [FIELD, START, END, _query(
-                    "interval", "Candle width: seconds or 1m, 15m, 1h, 1d (default: the "
-                    "smallest standard width giving at most 1000 candles).",
+                    "interval", f"Candle width, whole seconds: {SPAN_GRAMMAR}. Units are "
+                    "lower case: 1M is refused as ambiguous (write 1m, or 30d for a month). "
+                    "Default: the smallest standard width giving at most 1000 candles.",
                     {"type": "string", "example": "1h"})],
                 {"200": _ok("Candles"), "400": BAD_PARAM, "404": NO_SERIES})},
             "/series/{exchange}/{symbol}/stats": {**series_get, "get": _op(

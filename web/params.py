@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from werkzeug.datastructures import MultiDict
 
 from bcx.query import QueryError
-from bcx.timeutil import parse_duration, parse_instant
+from bcx.timeutil import SPAN_GRAMMAR, parse_instant, parse_span
 
 # 0 .. 9999-12-31T23:59:59.999Z: every instant a client can mean, and none that overflows.
 MAX_MS = 253_402_300_799_999
@@ -42,9 +42,11 @@ def instant(args: Mapping[str, str], name: str, default: int | None = None) -> i
         return default
     try:
         value = parse_instant(text)
-    except (ValueError, OverflowError):
-        raise ParamError(name, f"expected epoch seconds, epoch milliseconds or ISO-8601, got "
-                         f"{_shown(text)}") from None
+    except (ValueError, OverflowError) as exc:
+        why = str(exc) if "ambiguous" in str(exc) else (
+            f"expected epoch seconds, epoch milliseconds, ISO-8601 or a relative time (now, "
+            f"now-15m, -1h), got {_shown(text)}")
+        raise ParamError(name, why) from None
     if not 0 <= value <= MAX_MS:
         raise ParamError(name, f"{_shown(text)} is outside 1970 to 9999")
     return value
@@ -83,15 +85,19 @@ def choice(args: Mapping[str, str], name: str, options: Sequence[str], default: 
 
 
 def interval(args: Mapping[str, str], name: str, maximum: int) -> int | None:
-    """A whole number of seconds, written ``90``, ``90s``, ``15m``, ``1h`` or ``1d``."""
+    """A whole number of seconds, written ``90``, ``90s``, ``15m``, ``1h`` or ``1d``
+    (:data:`bcx.timeutil.SPAN_GRAMMAR`; ``1M`` is refused as ambiguous)."""
     text = args.get(name)
     if text is None:
         return None
     expected = f"a whole number of seconds from 1s to {maximum}s, such as 60, 15m, 1h or 1d"
     try:
-        seconds = parse_duration(text)
-    except ValueError:
-        raise ParamError(name, f"expected {expected}, got {_shown(text)}") from None
+        seconds = parse_span(text)
+    except ValueError as exc:
+        if "ambiguous" in str(exc):
+            raise ParamError(name, str(exc)) from None
+        raise ParamError(name, f"expected {expected} ({SPAN_GRAMMAR}), got "
+                         f"{_shown(text)}") from None
     if seconds != int(seconds) or not 1 <= seconds <= maximum:
         raise ParamError(name, f"expected {expected}, got {_shown(text)}")
     return int(seconds)
@@ -113,3 +119,13 @@ def series_filter(args: Mapping[str, str], name: str) -> frozenset[str] | None:
     if not wanted:
         raise ParamError(name, "expected at least one EXCHANGE:BASE-QUOTE")
     return frozenset(wanted)
+
+
+def text(args: Mapping[str, str], name: str, maximum: int = 64) -> str | None:
+    """A free-text filter, at most ``maximum`` characters (None when not given)."""
+    value = args.get(name)
+    if value is None:
+        return None
+    if not value.strip() or len(value) > maximum:
+        raise ParamError(name, f"expected 1 to {maximum} characters, got {_shown(value)}")
+    return value.strip()

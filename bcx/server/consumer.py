@@ -70,7 +70,7 @@ class Consumer:
         self.claim_every = max(1.0, server.claim_idle / 2)
         self.beat_every = max(0.5, (heartbeat.ttl_ms / 3000) if heartbeat else 10.0)
         self.backoff = Backoff(0.2, 30.0)
-        self.stats = {"handled": 0, "failures": 0, "claimed": 0}
+        self.stats = {"handled": 0, "failures": 0, "claimed": 0, "delivered": 0, "dead_lettered": 0}
         self.last_event_ms = 0
         self._next_claim = 0.0
         self._next_beat = 0.0
@@ -180,6 +180,7 @@ class Consumer:
             self._commit(entry_id, lambda pipe: history.record_undecodable(
                 self.alerts, pipe, fields=fields, entry=entry_id, consumer=self.name,
                 error=error, dead_letter_max=self.server.dead_letter_max))
+            self.stats["dead_lettered"] += 1
             return
         if is_feed_report(event):
             log.debug("event %s is the tracker's feed report, not an alert: acknowledged only",
@@ -194,6 +195,8 @@ class Consumer:
             dead_letter_max=self.server.dead_letter_max))
         self.stats["handled"] += 1
         self.stats["failures"] += sum(not outcome.ok for outcome in outcomes)
+        self.stats["delivered"] += sum(outcome.ok for outcome in outcomes)
+        self.stats["dead_lettered"] += sum(not outcome.ok for outcome in outcomes)
         self.last_event_ms = now_ms()
 
     def _deliver(self, notifier: Notifier, event: TriggerEvent, payload: str

@@ -61,6 +61,10 @@ class AlertLog:
         """The ``limit`` most recent notifier failures, newest first."""
         return self._read(self.keys.dead_letter, limit)
 
+    def dead_letter_count(self) -> int:
+        """How many dead letters the capped list holds."""
+        return int(self.connection.llen(self.keys.dead_letter))
+
     def _read(self, key: str, limit: int) -> list[dict[str, Any]]:
         if limit <= 0:
             return []

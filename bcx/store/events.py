@@ -90,6 +90,19 @@ class EventStream:
         """How many entries the group has delivered but not acknowledged."""
         return int(self.connection.xpending(self.stream, group)["pending"])
 
+    def group_info(self, group: str) -> dict[str, Any] | None:
+        """The group's ``pending`` (delivered, not acknowledged) and ``lag`` (not delivered
+        yet; None when Redis cannot tell) counts, or None when the group or stream is
+        missing."""
+        try:
+            groups = self.connection.xinfo_groups(self.stream)
+        except redis.ResponseError:
+            return None  # no stream yet
+        for found in groups:
+            if found.get("name") == group:
+                return {"pending": int(found.get("pending") or 0), "lag": found.get("lag")}
+        return None
+
     def ack_and_record(self, group: str, entry_id: str,
                        queue: Callable[[redis.client.Pipeline], None]) -> None:
         """One MULTI: whatever ``queue`` adds to the transaction (the alert history's

@@ -92,17 +92,23 @@ class TrackerStats(Structure):
              instances: Iterable[str] = ("",)) -> dict[str, dict[str, Any]]:
         """The stats hash of each (instance, exchange) that has one, numbers as ints, named
         ``exchange`` for the unnamed instance and ``instance:exchange`` for the others."""
+        return {f"{instance}:{exchange}" if instance else exchange: found
+                for (instance, exchange), found in self.read_each(exchanges, instances).items()}
+
+    def read_each(self, exchanges: Iterable[str], instances: Iterable[str] = ("",)
+                  ) -> dict[tuple[str, str], dict[str, Any]]:
+        """(instance, exchange) -> its stats hash, numbers as ints, for each that has one;
+        one round trip."""
         pairs = [(instance, exchange) for instance in sorted(set(instances))
                  for exchange in sorted(set(exchanges))]
         pipe = self.connection.pipeline(transaction=False)
         for instance, exchange in pairs:
             pipe.hgetall(self.keys.tracker_stats(exchange, instance))
         out = {}
-        for (instance, exchange), found in zip(pairs, pipe.execute(), strict=True):
+        for pair, found in zip(pairs, pipe.execute(), strict=True):
             if found:
-                out[f"{instance}:{exchange}" if instance else exchange] = {
-                    key: value if _int(value) is None else _int(value)
-                    for key, value in found.items()}
+                out[pair] = {key: value if _int(value) is None else _int(value)
+                             for key, value in found.items()}
         return out
 
     def gaps(self, exchange: str) -> dict[str, int]:

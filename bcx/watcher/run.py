@@ -117,6 +117,7 @@ class Watcher:
                            for name in (HISTORY, RULES)}
         self._next_history_beat = 0.0
         self.series_failures: dict[str, int] = {}  # history job -> series failed in its last pass
+        self.pass_info: dict[str, float] = {}  # <job>_pass_s, <job>_at_ms of the last passes
         self.history = HistoryManager(Store(connection, self.keys),
                                       RollupStore(connection, self.keys), settings, archive,
                                       progress=self.history_progress)
@@ -182,7 +183,8 @@ class Watcher:
                 self.beat_history()
 
         def rollup() -> None:
-            report = self.history_passed("rollup", self.history.rollup_pass(self.clock()))
+            began, at = time.monotonic(), self.clock()
+            report = self.history_passed("rollup", self.history.rollup_pass(at), began, at)
             log.debug("roll-up pass wrote %d candles", report.count)
             if not passed.is_set():
                 # No scheduler call in here: shutdown() holds the job store lock while it
@@ -191,7 +193,8 @@ class Watcher:
                 beat()
 
         def trim() -> None:
-            report = self.history_passed("trim", self.history.trim_pass(self.clock()))
+            began, at = time.monotonic(), self.clock()
+            report = self.history_passed("trim", self.history.trim_pass(at), began, at)
             if report.count or report.invalid:
                 log.info("trimmed %d items past retention (%d with no valid time), %d series "
                          "failed", report.count, report.invalid, len(report.failures))
@@ -212,10 +215,16 @@ class Watcher:
         if failures:
             raise RuntimeError("a history job failed") from failures[0]
 
-    def history_passed(self, job: str, report: PassReport) -> PassReport:
+    def history_passed(self, job: str, report: PassReport, began: float | None = None,
+                       at_ms: int | None = None) -> PassReport:
         """Record a finished pass: a series that failed makes the thread degraded until a pass
-        of the same job in which none fails."""
+        of the same job in which none fails. The heartbeat carries the pass's duration
+        (``<job>_pass_s``) and the instant it covered (``<job>_at_ms``: the roll-up lag is
+        now minus that)."""
         heartbeat = self.heartbeats[HISTORY]
+        if began is not None and at_ms is not None:
+            self.pass_info[f"{job}_pass_s"] = round(time.monotonic() - began, 3)
+            self.pass_info[f"{job}_at_ms"] = at_ms
         self.series_failures[job] = len(report.failures)
         heartbeat.recover(RESTARTING)
         if report.failures:
@@ -226,7 +235,8 @@ class Watcher:
         return report
 
     def beat_history(self) -> None:
-        self.heartbeats[HISTORY].beat(series_failures=sum(self.series_failures.values()))
+        self.heartbeats[HISTORY].beat(series_failures=sum(self.series_failures.values()),
+                                      **self.pass_info)
 
     def history_progress(self) -> None:
         """Called by the history passes after each page (on the scheduler's one worker)."""

@@ -64,8 +64,10 @@
     const span = max - min;
     const base = path(series);
     if (span <= RAW_MAX_SPAN) {
+      // The newest points of the range when it holds more; drawn oldest first.
       const get = (field) => BCX.api(`${base}/history`, { field, start: min, end: max,
-        limit: RAW_LIMIT });
+        limit: RAW_LIMIT, order: "desc" }).then((data) => ({ ...data,
+        points: data.points.reverse() }));
       const none = { points: [] };
       const [price, bid, ask] = await Promise.all([get("price"),
         withBand ? get("bid") : none, withBand ? get("ask") : none]);

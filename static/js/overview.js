@@ -75,8 +75,9 @@
     let points = [];
     if (end) {
       const data = await BCX.api(`/series/${exchange}/${symbol}/history`, {
-        field: "price", start: end - SPARK_SPAN_MS, end, limit: SPARK_MAX_POINTS });
-      points = data.points.map(([ms, value]) => [ms, Number(value)]);
+        field: "price", start: end - SPARK_SPAN_MS, end, limit: SPARK_MAX_POINTS,
+        order: "desc" });
+      points = data.points.reverse().map(([ms, value]) => [ms, Number(value)]);
     }
     row.spark = sparkline(row.holder, points, row.places || 0);
   }
