@@ -61,7 +61,11 @@ def write_candles(connection: redis.Redis, keys: Keys, exchange: str, symbol: st
 
 
 @pytest.fixture
-def cfg(redis_url: str) -> configmod.Config:
+def cfg(request: pytest.FixtureRequest, redis_url: str) -> configmod.Config:
+    """The app's config; on the ``backend`` where the module runs on both (see ``r``)."""
+    if "backend" in request.fixturenames:
+        backend = request.getfixturevalue("backend")
+        return make_config(backend.url, mode=backend.mode)
     return make_config(redis_url)
 
 

@@ -37,9 +37,15 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture
-def r(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client()
-    client.flushall()
+def r(request: pytest.FixtureRequest, redis_server: RedisServer) -> Iterator[Any]:
+    """A client of the emptied test Redis. In a module marked
+    ``pytestmark = pytest.mark.usefixtures("backend")`` it is a client of the ``backend``
+    (so each test runs on the standalone server and on the cluster)."""
+    if "backend" in request.fixturenames:
+        client = request.getfixturevalue("backend").client()
+    else:
+        client = redis_server.client()
+        client.flushall()
     yield client
     client.close()
 

@@ -4,34 +4,21 @@ after it and for short ranges, against a real redis-server."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import redis
 from flask.testing import FlaskClient
 
 from bcx import aggregate
-from bcx import config as configmod
 from bcx.keys import Keys
 from bcx.rollups import Candle
 from bcx.store import Store
 from bcx.ticks import Tick
-from tests.api_support import error_of, make_config, write_candles
-from tests.cluster_support import Backend
+from tests.api_support import error_of, write_candles
 
+# Every test here runs on the standalone server and on the cluster (see conftest `r`).
+pytestmark = pytest.mark.usefixtures("backend")
 
-@pytest.fixture
-def r(backend: Backend) -> Iterator[Any]:
-    """Every test here runs on the standalone server and on the cluster."""
-    client = backend.client()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def cfg(backend: Backend) -> configmod.Config:
-    return make_config(backend.url, mode=backend.mode)
 
 API = "/api/v1.0/series/coinbase/BTC-USD"
 T0 = 1_700_000_040_000 // 3_600_000 * 3_600_000  # an hour boundary

@@ -3,33 +3,19 @@ redis-server holding the recorded Coinbase session."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
 import redis
 from flask.testing import FlaskClient
 
-from bcx import config as configmod
 from bcx.keys import Keys
 from bcx.store import Store
 from bcx.ticks import Tick
 from bcx.timeutil import now_ms
 from tests.api_support import error_of, make_config
-from tests.cluster_support import Backend
 
+# Every test here runs on the standalone server and on the cluster (see conftest `r`).
+pytestmark = pytest.mark.usefixtures("backend")
 
-@pytest.fixture
-def r(backend: Backend) -> Iterator[Any]:
-    """Every test here runs on the standalone server and on the cluster."""
-    client = backend.client()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def cfg(backend: Backend) -> configmod.Config:
-    return make_config(backend.url, mode=backend.mode)
 
 API = "/api/v1.0"
 BASE_MS = 1_700_000_000_000

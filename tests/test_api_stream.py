@@ -11,29 +11,18 @@ import pytest
 import redis
 import requests
 
-from bcx import config as configmod
 from bcx import events
 from bcx.keys import Keys
 from bcx.redisconn import LazyCluster
 from bcx.store import Store
 from bcx.ticks import Tick
 from bcx.timeutil import now_ms
-from tests.api_support import LiveServer, make_config
-from tests.cluster_support import Backend
+from tests.api_support import LiveServer
 from tests.support import wait_for
 
+# Every test here runs on the standalone server and on the cluster (see conftest `r`).
+pytestmark = pytest.mark.usefixtures("backend")
 
-@pytest.fixture
-def r(backend: Backend) -> Iterator[Any]:
-    """Every test here runs on the standalone server and on the cluster."""
-    client = backend.client()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def cfg(backend: Backend) -> configmod.Config:
-    return make_config(backend.url, mode=backend.mode)
 
 STREAM = "/api/v1.0/stream"
 

@@ -6,11 +6,9 @@ import csv
 import json
 import os
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -21,7 +19,6 @@ from bcx.store import RollupStore, Store
 from bcx.ticks import Tick
 from bcx.watcher.archive import Archive
 from bcx.watcher.history import HistoryManager
-from tests.cluster_support import Backend
 from tests.conftest import DATA
 
 QUOTES = ("USDT", "USDC", "BRL", "ETH", "BNB", "AUD")
@@ -81,12 +78,8 @@ ROLLUPS = ((10.0, 86400.0), (30.0, 86400.0), (60.0, 86400.0))
 
 
 
-@pytest.fixture
-def r(backend: Backend) -> Iterator[Any]:
-    """Every test here runs on the standalone server and on the cluster."""
-    client = backend.client()
-    yield client
-    client.close()
+# Every test here runs on the standalone server and on the cluster (see conftest `r`).
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 @pytest.fixture

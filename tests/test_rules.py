@@ -8,9 +8,7 @@ passing.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -22,15 +20,9 @@ from bcx.keys import Keys
 from bcx.store import RuleStore, Store
 from bcx.ticks import Tick
 from bcx.watcher.rules import RuleEngine
-from tests.cluster_support import Backend
 
-
-@pytest.fixture
-def r(backend: Backend) -> Iterator[Any]:
-    """Every test here runs on the standalone server and on the cluster."""
-    client = backend.client()
-    yield client
-    client.close()
+# Every test here runs on the standalone server and on the cluster (see conftest `r`).
+pytestmark = pytest.mark.usefixtures("backend")
 
 T0 = 1_700_000_000_000
 SERIES = "coinbase:BTC-USD"

@@ -72,12 +72,8 @@ class Servers:
             process.wait(timeout=10)
 
 
-@pytest.fixture
-def r(backend: Backend) -> Iterator[object]:
-    """Every test here runs on the standalone server and on the cluster."""
-    client = backend.client()
-    yield client
-    client.close()
+# Every test here runs on the standalone server and on the cluster (see conftest `r`).
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -51,12 +50,8 @@ threshold = 50000
     return path
 
 
-@pytest.fixture
-def r(backend: Backend) -> Iterator[Any]:
-    """Every test here runs on the standalone server and on the cluster."""
-    client = backend.client()
-    yield client
-    client.close()
+# Every test here runs on the standalone server and on the cluster (see conftest `r`).
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 @pytest.fixture
