@@ -136,9 +136,14 @@ def schemas(cfg: Config) -> dict[str, Any]:
                        "raw ticks, coarsest first: rollup:3600,60"},
             "count": {"type": "integer"},
             "candles": {"type": "array", "items": {
-                "type": "array", "minItems": 5, "maxItems": 5, "items": {"type": "number"},
-                "description": "[ms, open, high, low, close]"}}},
-            ["series", "field", "interval", "start", "end", "source", "count", "candles"]),
+                "type": "array", "minItems": 5, "maxItems": 6, "items": {"type": "number"},
+                "description": "[ms, open, high, low, close] and, for field=price, the "
+                               "bucket's traded base volume: [ms, open, high, low, close, "
+                               "volume] (0 where no trade)"}},
+            "ticks": {"type": "array", "items": {"type": "integer"},
+                      "description": "the tick count of each candle, in order"}},
+            ["series", "field", "interval", "start", "end", "source", "count", "candles",
+             "ticks"]),
         "Stats": _object({
             "series": {"type": "string"}, "field": {"type": "string"}, "start": MS, "end": MS,
             "source": {"type": "string"}, "interval": {"type": "integer", "nullable": True},
@@ -146,9 +151,16 @@ def schemas(cfg: Config) -> dict[str, Any]:
             "min": NUMBER_OR_NULL, "max": NUMBER_OR_NULL, "mean": NUMBER_OR_NULL,
             "median": NUMBER_OR_NULL, "std": NUMBER_OR_NULL, "first": NUMBER_OR_NULL,
             "last": NUMBER_OR_NULL, "first_time": MS_OR_NULL, "last_time": MS_OR_NULL,
-            "change_pct": NUMBER_OR_NULL, "spread": _object(summary, list(summary))},
+            "change_pct": NUMBER_OR_NULL, "spread": _object(summary, list(summary)),
+            "volume": {"type": "number", "description": "base volume traded in the range"},
+            "quote_volume": {"type": "number", "description": "sum of price x size"},
+            "vwap": {**NUMBER_OR_NULL, "description": "quote_volume / volume"},
+            "trades": {"type": "integer", "description": "number of trades"},
+            "buy_volume": {"type": "number", "description": "base volume of trades whose "
+                           "taker bought"}},
             ["series", "field", "start", "end", "source", "count", "min", "max", "mean",
-             "median", "std", "first", "last", "change_pct", "spread"]),
+             "median", "std", "first", "last", "change_pct", "spread", "volume",
+             "quote_volume", "vwap", "trades", "buy_volume"]),
         "Alert": _object({"rule": {"type": "string"}, "series": {"type": "string"},
                           "state": {"type": "string"}, "kind": {"type": "string"},
                           "time": MS, "message": {"type": "string"},
@@ -221,7 +233,8 @@ def document(cfg: Config) -> dict[str, Any]:
                 {"200": _ok("History"), "400": BAD_PARAM, "404": NO_SERIES})},
             "/series/{exchange}/{symbol}/ohlc": {**series_get, "get": _op(
                 "Candles, from the roll-ups where their watermark covers the range and from raw "
-                "ticks after it. Default range: the last 24 h.",
+                "ticks after it; price candles add the traded volume (OHLC from the price "
+                "series, volume from the trades). Default range: the last 24 h.",
                 [FIELD, START, END, _query(
                     "interval", "Candle width: seconds or 1m, 15m, 1h, 1d (default: the "
                     "smallest standard width giving at most 1000 candles).",
@@ -229,7 +242,9 @@ def document(cfg: Config) -> dict[str, Any]:
                 {"200": _ok("Candles"), "400": BAD_PARAM, "404": NO_SERIES})},
             "/series/{exchange}/{symbol}/stats": {**series_get, "get": _op(
                 "Statistics of one field and of the spread over a range (default: the last "
-                "24 h); exact from raw ticks, approximate from roll-ups for long ranges.",
+                "24 h), with the traded volume, VWAP and trade count (exact); exact from raw "
+                "ticks whenever they hold the range, approximate from roll-ups for long ranges "
+                "or trimmed history.",
                 [FIELD, START, END], {"200": _ok("Stats"), "400": BAD_PARAM, "404": NO_SERIES})},
             "/alerts": {"get": _op("Recent delivered trigger events, newest first.",
                                    [_query("limit", "Most events returned.", {
