@@ -62,7 +62,7 @@ RULE_PROPERTIES: dict[str, Any] = {
     "field": {"type": "string", "enum": list(FIELDS)},
     "threshold": {"type": "number", "minimum": -rulebook.THRESHOLD_MAX,
                   "maximum": rulebook.THRESHOLD_MAX},
-    "window": _duration("window", 1, "look-back of change_pct, at least 1 s"),
+    "window": _duration("window", 1, "look-back of change_pct and volume, at least 1 s"),
     "spread_mode": {"type": "string", "enum": ["pct", "abs"]},
     "for": _duration("for", 0, "how long the condition must hold"),
     "cooldown": _duration("cooldown", 0, "least time between firings"),
@@ -79,13 +79,14 @@ RULE_OUTPUT = {**{key: value for key, value in RULE_PROPERTIES.items()
 
 def _rule_input() -> dict[str, Any]:
     """One branch per group of kinds: level kinds need a series and a threshold (kind
-    defaults to above), stale a positive threshold, feed_down neither."""
+    defaults to above), stale, volume and trade_size a positive threshold, feed_down neither."""
     def branch(kinds: list[str], required: list[str], **overrides: Any) -> dict[str, Any]:
         properties = {**RULE_PROPERTIES, "kind": {"type": "string", "enum": kinds}, **overrides}
         return {"type": "object", "properties": properties, "required": required,
                 "additionalProperties": False}
 
-    levels = [kind for kind in RULE_KINDS if kind not in ("stale", "feed_down")]
+    quantities = ["volume", "trade_size"]
+    levels = [kind for kind in RULE_KINDS if kind not in ("stale", "feed_down", *quantities)]
     return {"anyOf": [
         branch(levels, ["name", "series", "threshold"],
                kind={"type": "string", "enum": levels, "default": "above"}),
@@ -93,6 +94,12 @@ def _rule_input() -> dict[str, Any]:
                threshold={"type": "number", "minimum": 0, "exclusiveMinimum": True,
                           "maximum": rulebook.THRESHOLD_MAX,
                           "description": "seconds without a tick"}),
+        branch(quantities, ["name", "kind", "series", "threshold"],
+               threshold={"type": "number", "minimum": 0, "exclusiveMinimum": True,
+                          "maximum": rulebook.THRESHOLD_MAX,
+                          "description": "base quantity: volume over the window (volume) "
+                                         "or one trade's size (trade_size), fires at or "
+                                         "above it"}),
         branch(["feed_down"], ["name", "kind"],
                series={"type": "string", "pattern": f"^({SERIES_PATTERN})?$",
                        "description": "a series of the exchange to watch; empty: every one"},
