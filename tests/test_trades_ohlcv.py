@@ -345,3 +345,21 @@ def test_tradefields_fold_matches_direct_figures() -> None:
     fields = [TradeFields(0, "9.5", "0.5", "buy", "a"), TradeFields(1, "10", "2", "sell", "b")]
     (candle,) = candles_from_trades(fields, 60)
     assert (candle.volume, candle.quote, candle.buy) == ("2.5", "24.75", "0.5")
+
+
+@pytest.mark.parametrize("kind", ["volume", "trade_size"])
+def test_trade_rules_are_taken_by_the_api_with_a_positive_threshold(
+        client: FlaskClient, r: redis.Redis, keys: Keys, kind: str) -> None:
+    from tests.api_support import TOKEN
+
+    load(r, keys, recorded()[:3])
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    rule = {"name": f"big-{kind}", "kind": kind, "series": "binance:DENT-USDT",
+            "threshold": 1000, "window": "5m"}
+    response = client.post("/api/v1.0/rules", json=rule, headers=auth)
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.get_json()["kind"] == kind
+    response = client.post("/api/v1.0/rules", json={**rule, "name": "zero", "threshold": 0},
+                           headers=auth)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["parameter"] == "threshold"
