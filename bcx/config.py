@@ -34,6 +34,8 @@ RULE_KINDS = (
     "spread",
     "stale",
     "feed_down",
+    "volume",
+    "trade_size",
 )
 NOTIFIERS = ("log", "webhook", "command")
 REDIS_MODES = ("standalone", "cluster", "sentinel")
@@ -365,8 +367,10 @@ class RuleConfig:
     field: str = opt("price", _choice(FIELDS), "Field compared: price, bid or ask.")
     threshold: float | None = opt(None, _optional_float,
                                   "Level (above/below/cross), % move (change_pct), spread "
-                                  "(spread) or seconds without a tick (stale).")
-    window: float = opt(300.0, _duration(1), "Look-back of change_pct.")
+                                  "(spread), seconds without a tick (stale), base volume "
+                                  "over the window (volume) or one trade's size "
+                                  "(trade_size); volume and trade_size fire at or above it.")
+    window: float = opt(300.0, _duration(1), "Look-back of change_pct and volume.")
     spread_mode: str = opt("pct", _choice(("pct", "abs")),
                            "spread: threshold as % of the mid price, or absolute.")
     for_: float = opt(0.0, _duration(0), "How long the condition must hold before firing.",
@@ -629,6 +633,10 @@ def rule_problems(rule: RuleConfig, section: str, path: str) -> list[Problem]:
     if rule.kind == "stale" and rule.threshold is not None and rule.threshold <= 0:
         problems.append(Problem(path, section, "threshold", str(rule.threshold),
                                 "a positive number of seconds"))
+    if rule.kind in ("volume", "trade_size") and rule.threshold is not None \
+            and rule.threshold <= 0:
+        problems.append(Problem(path, section, "threshold", str(rule.threshold),
+                                "a positive quantity of the base currency"))
     return problems
 
 

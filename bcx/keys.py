@@ -12,6 +12,7 @@ Every key starts with the configured prefix (default ``bcx``)::
     bcx:{coinbase:BTC-USD}:watermark         HASH history-manager progress per field/interval
     bcx:series                               SET of "exchange:symbol"
     bcx:ticks                                pub/sub channel of written tick batches
+    bcx:trades                               pub/sub channel of written trade batches
     bcx:events / bcx:{events}:stream         trigger events: pub/sub channel / capped stream
     bcx:heartbeat:<component>                HASH with a TTL
     bcx:stats:tracker:<exchange>             HASH of per-exchange feed stats
@@ -74,6 +75,10 @@ class Keys:
     @property
     def ticks_channel(self) -> str:
         return f"{self.prefix}:ticks"
+
+    @property
+    def trades_channel(self) -> str:
+        return f"{self.prefix}:trades"
 
     @property
     def events_channel(self) -> str:

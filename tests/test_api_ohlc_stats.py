@@ -48,25 +48,26 @@ def test_ohlc_reads_rollups_up_to_the_watermark_then_raw_ticks(client: FlaskClie
                                                                rolled: None) -> None:
     body = get(client, "ohlc", interval="1m", start=T0, end=T0 + 12 * MINUTE - 1)
     assert body["source"] == "rollup:60" and body["interval"] == 60
-    assert body["candles"][:2] == [[T0, 100, 105, 95, 101], [T0 + MINUTE, 101, 106, 96, 102]]
-    assert body["candles"][10:] == [[T0 + 10 * MINUTE, 200, 200, 190, 190],
-                                    [T0 + 11 * MINUTE, 210, 210, 210, 210]]
+    assert body["candles"][:2] == [[T0, 100, 105, 95, 101, 0],
+                                   [T0 + MINUTE, 101, 106, 96, 102, 0]]
+    assert body["candles"][10:] == [[T0 + 10 * MINUTE, 200, 200, 190, 190, 0],
+                                    [T0 + 11 * MINUTE, 210, 210, 210, 210, 0]]
     assert body["count"] == 12
 
 
 def test_ohlc_merges_rollup_candles_into_a_longer_interval(client: FlaskClient,
                                                            rolled: None) -> None:
     body = get(client, "ohlc", interval="5m", start=T0, end=T0 + 15 * MINUTE - 1)
-    assert body["candles"] == [[T0, 100, 109, 95, 105],
-                               [T0 + 5 * MINUTE, 105, 114, 100, 110],
-                               [T0 + 10 * MINUTE, 200, 210, 190, 210]]
+    assert body["candles"] == [[T0, 100, 109, 95, 105, 0],
+                               [T0 + 5 * MINUTE, 105, 114, 100, 110, 0],
+                               [T0 + 10 * MINUTE, 200, 210, 190, 210, 0]]
 
 
 def test_ohlc_interval_that_fits_no_rollup_is_built_from_raw(client: FlaskClient,
                                                              rolled: None) -> None:
     body = get(client, "ohlc", interval="90s", start=T0, end=T0 + 12 * MINUTE)
     assert body["source"] == "raw"
-    assert body["candles"][0] == [T0, 9999, 9999, 9999, 9999]
+    assert body["candles"][0] == [T0, 9999, 9999, 9999, 9999, 0]
 
 
 def test_ohlc_without_rollups_is_built_from_raw(client: FlaskClient,
@@ -79,7 +80,7 @@ def test_ohlc_without_rollups_is_built_from_raw(client: FlaskClient,
     assert body["source"] == "raw"
     first_bucket = [float(t.price) for t in skl if t.ms < start + 10_000]
     assert body["candles"][0] == [start, first_bucket[0], max(first_bucket), min(first_bucket),
-                                  first_bucket[-1]]
+                                  first_bucket[-1], 0]
     assert sum(1 for _ in body["candles"]) == len({t.ms // 10_000 for t in skl})
 
 
@@ -162,4 +163,5 @@ def test_ohlc_chains_coarse_then_fine_rollups_then_raw(client: FlaskClient, r: r
                  Tick("coinbase", "BTC-USD", T0 + hour + 6 * MINUTE, price="12")])
     body = get(client, "ohlc", interval="1h", start=T0, end=T0 + 2 * hour - 1)
     assert body["source"] == "rollup:3600,60"
-    assert body["candles"] == [[T0, 10, 20, 5, 15], [T0 + hour, 15, 34, 12, 12]]
+    assert body["candles"] == [[T0, 10, 20, 5, 15, 0], [T0 + hour, 15, 34, 12, 12, 0]]
+    assert body["ticks"] == [3600, 5 * 60 + 1]

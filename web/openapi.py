@@ -66,7 +66,7 @@ RULE_PROPERTIES: dict[str, Any] = {
     "field": {"type": "string", "enum": list(FIELDS)},
     "threshold": {"type": "number", "minimum": -rulebook.THRESHOLD_MAX,
                   "maximum": rulebook.THRESHOLD_MAX},
-    "window": _duration("window", 1, "look-back of change_pct, at least 1 s"),
+    "window": _duration("window", 1, "look-back of change_pct and volume, at least 1 s"),
     "spread_mode": {"type": "string", "enum": ["pct", "abs"]},
     "for": _duration("for", 0, "how long the condition must hold"),
     "cooldown": _duration("cooldown", 0, "least time between firings"),
@@ -83,13 +83,14 @@ RULE_OUTPUT = {**{key: value for key, value in RULE_PROPERTIES.items()
 
 def _rule_input() -> dict[str, Any]:
     """One branch per group of kinds: level kinds need a series and a threshold (kind
-    defaults to above), stale a positive threshold, feed_down neither."""
+    defaults to above), stale, volume and trade_size a positive threshold, feed_down neither."""
     def branch(kinds: list[str], required: list[str], **overrides: Any) -> dict[str, Any]:
         properties = {**RULE_PROPERTIES, "kind": {"type": "string", "enum": kinds}, **overrides}
         return {"type": "object", "properties": properties, "required": required,
                 "additionalProperties": False}
 
-    levels = [kind for kind in RULE_KINDS if kind not in ("stale", "feed_down")]
+    quantities = ["volume", "trade_size"]
+    levels = [kind for kind in RULE_KINDS if kind not in ("stale", "feed_down", *quantities)]
     return {"anyOf": [
         branch(levels, ["name", "series", "threshold"],
                kind={"type": "string", "enum": levels, "default": "above"}),
@@ -97,6 +98,12 @@ def _rule_input() -> dict[str, Any]:
                threshold={"type": "number", "minimum": 0, "exclusiveMinimum": True,
                           "maximum": rulebook.THRESHOLD_MAX,
                           "description": "seconds without a tick"}),
+        branch(quantities, ["name", "kind", "series", "threshold"],
+               threshold={"type": "number", "minimum": 0, "exclusiveMinimum": True,
+                          "maximum": rulebook.THRESHOLD_MAX,
+                          "description": "base quantity: volume over the window (volume) "
+                                         "or one trade's size (trade_size), fires at or "
+                                         "above it"}),
         branch(["feed_down"], ["name", "kind"],
                series={"type": "string", "pattern": f"^({SERIES_PATTERN})?$",
                        "description": "a series of the exchange to watch; empty: every one"},
@@ -155,9 +162,14 @@ def schemas(cfg: Config) -> dict[str, Any]:
                        "raw ticks, coarsest first: rollup:3600,60"},
             "count": {"type": "integer"},
             "candles": {"type": "array", "items": {
-                "type": "array", "minItems": 5, "maxItems": 5, "items": {"type": "number"},
-                "description": "[ms, open, high, low, close]"}}},
-            ["series", "field", "interval", "start", "end", "source", "count", "candles"]),
+                "type": "array", "minItems": 5, "maxItems": 6, "items": {"type": "number"},
+                "description": "[ms, open, high, low, close] and, for field=price, the "
+                               "bucket's traded base volume: [ms, open, high, low, close, "
+                               "volume] (0 where no trade)"}},
+            "ticks": {"type": "array", "items": {"type": "integer"},
+                      "description": "the tick count of each candle, in order"}},
+            ["series", "field", "interval", "start", "end", "source", "count", "candles",
+             "ticks"]),
         "Stats": _object({
             "series": {"type": "string"}, "field": {"type": "string"}, "start": MS, "end": MS,
             "source": {"type": "string"}, "interval": {"type": "integer", "nullable": True},
@@ -165,9 +177,16 @@ def schemas(cfg: Config) -> dict[str, Any]:
             "min": NUMBER_OR_NULL, "max": NUMBER_OR_NULL, "mean": NUMBER_OR_NULL,
             "median": NUMBER_OR_NULL, "std": NUMBER_OR_NULL, "first": NUMBER_OR_NULL,
             "last": NUMBER_OR_NULL, "first_time": MS_OR_NULL, "last_time": MS_OR_NULL,
-            "change_pct": NUMBER_OR_NULL, "spread": _object(summary, list(summary))},
+            "change_pct": NUMBER_OR_NULL, "spread": _object(summary, list(summary)),
+            "volume": {"type": "number", "description": "base volume traded in the range"},
+            "quote_volume": {"type": "number", "description": "sum of price x size"},
+            "vwap": {**NUMBER_OR_NULL, "description": "quote_volume / volume"},
+            "trades": {"type": "integer", "description": "number of trades"},
+            "buy_volume": {"type": "number", "description": "base volume of trades whose "
+                           "taker bought"}},
             ["series", "field", "start", "end", "source", "count", "min", "max", "mean",
-             "median", "std", "first", "last", "change_pct", "spread"]),
+             "median", "std", "first", "last", "change_pct", "spread", "volume",
+             "quote_volume", "vwap", "trades", "buy_volume"]),
         "Alert": _object({"rule": {"type": "string"}, "series": {"type": "string"},
                           "state": {"type": "string"}, "kind": {"type": "string"},
                           "time": MS, "message": {"type": "string"},
@@ -251,7 +270,8 @@ def document(cfg: Config) -> dict[str, Any]:
                 {"200": _ok("History"), "400": BAD_PARAM, "404": NO_SERIES})},
             "/series/{exchange}/{symbol}/ohlc": {**series_get, "get": _op(
                 "Candles, from the roll-ups where their watermark covers the range and from raw "
-                "ticks after it. Default range: the last 24 h.",
+                "ticks after it; price candles add the traded volume (OHLC from the price "
+                "series, volume from the trades). Default range: the last 24 h.",
                 [FIELD, START, END, _query(
                     "interval", f"Candle width, whole seconds: {SPAN_GRAMMAR}. Units are "
                     "lower case: 1M is refused as ambiguous (write 1m, or 30d for a month). "
@@ -260,7 +280,9 @@ def document(cfg: Config) -> dict[str, Any]:
                 {"200": _ok("Candles"), "400": BAD_PARAM, "404": NO_SERIES})},
             "/series/{exchange}/{symbol}/stats": {**series_get, "get": _op(
                 "Statistics of one field and of the spread over a range (default: the last "
-                "24 h); exact from raw ticks, approximate from roll-ups for long ranges.",
+                "24 h), with the traded volume, VWAP and trade count (exact); exact from raw "
+                "ticks whenever they hold the range, approximate from roll-ups for long ranges "
+                "or trimmed history.",
                 [FIELD, START, END], {"200": _ok("Stats"), "400": BAD_PARAM, "404": NO_SERIES})},
             "/alerts": {"get": _op("Recent delivered trigger events, newest first.",
                                    [_query("limit", "Most events returned.", {

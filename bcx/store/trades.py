@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bcx.store.base import Structure
-from bcx.ticks import Trade, TradeFields, parse_trade_member, score, trade_member
+from bcx.ticks import Trade, TradeFields, before, parse_trade_member, score, trade_member
 
 
 class TradeStore(Structure):
@@ -39,3 +39,31 @@ class TradeStore(Structure):
         else:
             found = self.connection.zrangebyscore(key, low, high, **paging)
         return [parse_trade_member(item) for item in found]
+
+    def page(self, exchange: str, symbol: str, start_ms: int, end_ms: int | None = None,
+             limit: int | None = None) -> list[TradeFields]:
+        """Trades with ``start_ms <= time < end_ms`` (``end_ms`` None: to the newest), oldest
+        first, at most ``limit``: the history manager's pages of the trades roll-up's source.
+        A member that does not read as a trade is skipped (the archive keeps it verbatim)."""
+        high = "+inf" if end_ms is None else before(end_ms)
+        paging = {"start": 0, "num": limit} if limit is not None else {}
+        found = self.connection.zrangebyscore(self.keys.trades(exchange, symbol),
+                                              score(start_ms), high, **paging)
+        out = []
+        for item in found:
+            try:
+                out.append(parse_trade_member(item))
+            except ValueError:
+                continue
+        return out
+
+    def oldest_ms(self, exchange: str, symbol: str) -> int | None:
+        """Time of the oldest trade kept (from its score), or None when there is none."""
+        first = self.connection.zrange(self.keys.trades(exchange, symbol), 0, 0,
+                                       withscores=True)
+        return round(first[0][1] * 1000) if first else None
+
+    def count(self, exchange: str, symbol: str, start_ms: int, end_ms: int) -> int:
+        """Trades with ``start_ms <= time <= end_ms``."""
+        return self.connection.zcount(self.keys.trades(exchange, symbol), score(start_ms),
+                                      score(end_ms))

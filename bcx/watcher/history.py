@@ -8,7 +8,8 @@ data that arrived since the last one, not to the history:
   re-reads the source from ``watermark - late_grace`` (rounded down to a bucket start) and
   rewrites every bucket from there on, so a tick arriving up to ``late_grace`` late lands in
   the right bucket; a later one stays in the raw history only.
-* The finest interval is built from raw ticks. A coarser interval that is a multiple of a finer
+* The finest interval is built from raw ticks (the ``trades`` field: from trades, as OHLCV
+  buckets, ``bcx.rollups``). A coarser interval that is a multiple of a finer
   one is built from that roll-up's candles (an hour is 60 one-minute candles), so it never
   re-reads an hour of raw ticks.
 * Without a watermark (first pass) the whole source is read, in pages that end on bucket
@@ -38,76 +39,34 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from decimal import Decimal
+from collections.abc import Callable, Iterator
 
 import redis
 
 from bcx.config import WatcherConfig
 from bcx.heartbeat import reason
 from bcx.keys import series_id
-from bcx.rollups import Candle, watermark_field
-from bcx.store import FIELDS, RollupStore, Store
+from bcx.rollups import (
+    TRADES,
+    Candle,
+    candles_from_candles,
+    candles_from_points,
+    candles_from_trades,
+    floor_to,
+    watermark_field,
+)
+from bcx.store import FIELDS, RollupStore, Store, TradeStore
 from bcx.store.errors import advice, is_transient
-from bcx.ticks import Point
+from bcx.ticks import Point, TradeFields
 from bcx.watcher.archive import Archive, readable
 
 log = logging.getLogger(__name__)
 
 PAGE = 20_000  # source items read per round trip
-
-
-def floor_to(ms: int, interval_ms: int) -> int:
-    return ms - ms % interval_ms
-
-
-def candles_from_points(points: Iterable[Point], interval_s: int) -> list[Candle]:
-    """OHLC candles of time-ordered raw points, one per non-empty bucket."""
-    step = interval_s * 1000
-    out: list[Candle] = []
-    start = -1
-    open_ = high = low = close = ""
-    high_d = low_d = Decimal(0)
-    count = 0
-    for ms, value in points:
-        bucket = floor_to(ms, step)
-        number = Decimal(value)
-        if bucket != start:
-            if count:
-                out.append(Candle(start, open_, high, low, close, count))
-            start, open_, high, low, high_d, low_d, count = (bucket, value, value, value,
-                                                             number, number, 0)
-        elif number > high_d:
-            high, high_d = value, number
-        elif number < low_d:
-            low, low_d = value, number
-        close = value
-        count += 1
-    if count:
-        out.append(Candle(start, open_, high, low, close, count))
-    return out
-
-
-def candles_from_candles(candles: Iterable[Candle], interval_s: int) -> list[Candle]:
-    """Merge time-ordered finer candles into candles of ``interval_s``."""
-    step = interval_s * 1000
-    out: list[Candle] = []
-    group: list[Candle] = []
-    for candle in candles:
-        if group and floor_to(candle.start_ms, step) != floor_to(group[0].start_ms, step):
-            out.append(_merge(group, step))
-            group = []
-        group.append(candle)
-    if group:
-        out.append(_merge(group, step))
-    return out
-
-
-def _merge(group: Sequence[Candle], step: int) -> Candle:
-    high = max((candle.high for candle in group), key=Decimal)
-    low = min((candle.low for candle in group), key=Decimal)
-    return Candle(floor_to(group[0].start_ms, step), group[0].open, high, low, group[-1].close,
-                  sum(candle.count for candle in group))
+# Fields rolled up: the quote fields as OHLC, the trades as OHLCV.
+ROLLUP_FIELDS = (*FIELDS, TRADES)
+# Raw sorted sets trimmed to raw_retention (and archived): ticks, trades, top-of-book sizes.
+RAW_FIELDS = (*FIELDS, TRADES, "bid_size", "ask_size")
 
 
 @dataclasses.dataclass
@@ -135,8 +94,10 @@ class HistoryManager:
 
     def __init__(self, ticks: Store, rollups: RollupStore, config: WatcherConfig,
                  archive: Archive | None = None, page: int = PAGE,
-                 progress: Callable[[], None] | None = None):
+                 progress: Callable[[], None] | None = None,
+                 trades: TradeStore | None = None):
         self.ticks = ticks
+        self.trades = trades or TradeStore(ticks.connection, ticks.keys)
         self.rollups = rollups
         self.config = config
         self.archive = archive
@@ -150,7 +111,7 @@ class HistoryManager:
         """Bring every roll-up up to date; ``count`` is the number of candles written."""
         return self._each_series("roll-up", lambda exchange, symbol: sum(
             self.rollup(exchange, symbol, field, interval, now_ms)
-            for field in FIELDS for interval in self.intervals))
+            for field in ROLLUP_FIELDS for interval in self.intervals))
 
     def _each_series(self, work: str, run: Callable[[str, str], int]) -> PassReport:
         """``run`` on every series in turn; a failure is that series' alone, except a
@@ -189,8 +150,12 @@ class HistoryManager:
             exchange, symbol, [watermark_field(field, interval), trimmed_field(field, source)])
         mark = None if found_mark is None else int(found_mark)
         if mark is None:
-            oldest = (self.ticks.oldest_ms(exchange, symbol, field) if source is None
-                      else self.rollups.oldest_ms(exchange, symbol, field, source))
+            if source is not None:
+                oldest = self.rollups.oldest_ms(exchange, symbol, field, source)
+            elif field == TRADES:
+                oldest = self.trades.oldest_ms(exchange, symbol)
+            else:
+                oldest = self.ticks.oldest_ms(exchange, symbol, field)
             if oldest is None:
                 return 0
             start = floor_to(oldest, step)
@@ -204,7 +169,7 @@ class HistoryManager:
         written = 0
         for page_start, page_end, items in self._pages(exchange, symbol, field, source, start,
                                                        step):
-            candles = candles_by_interval(items, source, interval)
+            candles = candles_by_interval(items, field, source, interval)
             watermark: int | None = None
             if page_end is None:
                 watermark = max(new_mark, start)
@@ -239,8 +204,10 @@ class HistoryManager:
 
     def _read(self, exchange: str, symbol: str, field: str, source: int | None,
               start_ms: int, end_ms: int | None, limit: int | None) -> list:
-        """Source items (raw points, or candles of roll-up ``source``) from ``start_ms`` up to
-        ``end_ms`` exclusive."""
+        """Source items (raw points or trades, or candles of roll-up ``source``) from
+        ``start_ms`` up to ``end_ms`` exclusive."""
+        if source is None and field == TRADES:
+            return self.trades.page(exchange, symbol, start_ms, end_ms, limit)
         if source is None:
             return self.ticks.points_before(exchange, symbol, field, start_ms, end_ms, limit)
         return self.rollups.candles(exchange, symbol, field, source, start_ms, end_ms, limit,
@@ -259,9 +226,11 @@ class HistoryManager:
         raw_cutoff = now_ms - int(self.config.raw_retention * 1000)
         cutoffs: dict[str, int] = {}
         try:
-            for field in FIELDS:
+            for field in RAW_FIELDS:
                 removed += self.trim_raw(exchange, symbol, field, raw_cutoff)
                 cutoffs[trimmed_field(field, None)] = raw_cutoff
+                if field not in ROLLUP_FIELDS:
+                    continue
                 for interval, retention in self.config.rollups:
                     cutoff = now_ms - int(retention * 1000)
                     removed += self.rollups.trim(exchange, symbol, field, int(interval),
@@ -302,11 +271,16 @@ def trimmed_field(field: str, interval: int | None) -> str:
     return f"trimmed:{field}" if interval is None else f"trimmed:{field}:{interval}"
 
 
-def candles_by_interval(items: list, source: int | None, interval: int) -> list[Candle]:
-    if source is None:
-        return candles_from_points(items, interval)
-    return candles_from_candles(items, interval)
+def candles_by_interval(items: list, field: str, source: int | None, interval: int
+                        ) -> list[Candle]:
+    """The one per-bucket fold that differs by source: raw points (OHLC), trades (OHLCV),
+    finer candles (merged)."""
+    if source is not None:
+        return candles_from_candles(items, interval)
+    if field == TRADES:
+        return candles_from_trades(items, interval)
+    return candles_from_points(items, interval)
 
 
-def _start_of(item: Point | Candle) -> int:
+def _start_of(item: Point | TradeFields | Candle) -> int:
     return item.start_ms if isinstance(item, Candle) else item[0]

@@ -17,6 +17,12 @@ kind's condition is (a rule whose data is missing is not evaluated):
 * ``stale``: no tick of the series for more than ``threshold`` seconds, counting from the
   latest tick's time, the moment this watcher last saw one, or its start, whichever is newest
   (the start only delays a new firing, so a restart does not resolve a series still stale).
+* ``volume``: the base volume traded over the ``window`` that ends now (exact, from the trades
+  and their roll-ups, ``bcx.aggregate.range_volume``) is at or above ``threshold``; evaluated
+  on the periodic pass.
+* ``trade_size``: one trade's size is at or above ``threshold`` (a large-trade alert): each
+  trade of the tracker's batches on ``keys.trades_channel`` is an observation, so a smaller
+  trade after it resolves the rule.
 * ``feed_down``: the tracker publishes ``TriggerEvent(kind="feed_down",
   rule="feed_down:<exchange>")`` firing when a feed is down and resolved when it is back. A
   ``feed_down`` rule watches the exchange of its ``series`` or, with no series, every exchange
@@ -49,13 +55,13 @@ from typing import Any
 
 import redis
 
-from bcx import events
+from bcx import aggregate, events
 from bcx.config import Config
 from bcx.events import TriggerEvent
 from bcx.heartbeat import RESTARTING, Heartbeat
 from bcx.keys import Keys, split_series_id
 from bcx.rulebook import CONFIG_PREFIX, Rule, config_rules, stored_rule, stored_rules
-from bcx.store import RuleStore, Store
+from bcx.store import RollupStore, RuleStore, Store, TradeStore
 from bcx.store.channels import Channels
 from bcx.store.events import EventStream
 from bcx.timeutil import now_ms
@@ -64,6 +70,7 @@ from bcx.watcher.state import FIRING_STATE, Instance, RuleState
 log = logging.getLogger(__name__)
 
 VALUE_KINDS = ("above", "below", "cross_up", "cross_down")
+TRADE_KINDS = ("volume", "trade_size")  # evaluated from trades, not from tick batches
 FEED_DOWN = events.FEED_DOWN
 STREAM_LOOKBACK = 2000  # tracker events read back at start to learn which feeds are down
 RELOAD_EVERY = 60  # periodic passes between rule reloads, in case a change notice was missed
@@ -77,6 +84,8 @@ class RuleEngine:
         self.keys = keys
         self.config = config
         self.ticks = Store(connection, keys)
+        self.trades = TradeStore(connection, keys)
+        self.rollups = RollupStore(connection, keys)
         self.rule_store = RuleStore(connection, keys)
         self.event_stream = EventStream(connection, keys)
         self.started_ms = started_ms
@@ -88,6 +97,7 @@ class RuleEngine:
         self.last_seen: dict[str, int] = {}  # series -> ms this watcher last saw a tick
         self.feeds: dict[str, bool] = {}  # exchange -> down, as the tracker last said
         self.emitted = 0
+        self._volumes: dict[tuple[str, int], Any] = {}  # (series, window ms) -> this pass's
 
     # ------------------------------------------------------------------ set-up
     def start(self) -> None:
@@ -146,7 +156,24 @@ class RuleEngine:
                 observed[item["series"]].append(item)
         for series in observed:
             self.last_seen[series] = now
-        rules = [rule for series in observed for rule in self.by_series.get(series, ())]
+        rules = [rule for series in observed for rule in self.by_series.get(series, ())
+                 if rule.spec.kind not in TRADE_KINDS]
+        return self._evaluate(rules, now, observed)
+
+    def on_trades(self, payload: str, now: int) -> int:
+        """A batch from the trades channel (``[{"series", "time", "price", "size", "side",
+        "id"}]``): evaluate the ``trade_size`` rules of its series on each trade, in order."""
+        try:
+            items = json.loads(payload)
+        except ValueError:
+            log.warning("ignoring a trade message that is not JSON")
+            return 0
+        observed: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for item in items if isinstance(items, list) else ():
+            if isinstance(item, dict) and isinstance(item.get("series"), str):
+                observed[item["series"]].append(item)
+        rules = [rule for series in observed for rule in self.by_series.get(series, ())
+                 if rule.spec.kind == "trade_size"]
         return self._evaluate(rules, now, observed)
 
     def on_tracker_event(self, payload: str, now: int) -> int:
@@ -174,6 +201,7 @@ class RuleEngine:
                   observed: dict[str, list[dict[str, Any]]] | None = None) -> int:
         if not rules:
             return 0
+        self._volumes = {}  # one volume read per (series, window) and evaluation
         latest, references = self._snapshot(rules, observed, now)
         out: list[TriggerEvent] = []
         dirty: set[str] = set()
@@ -210,7 +238,8 @@ class RuleEngine:
     def _snapshot(self, rules: list[Rule], observed: dict[str, list[dict[str, Any]]] | None,
                   now: int) -> tuple[dict[str, dict[str, Any]], dict[str, str | None]]:
         """Latest values of the series the rules need from Redis, and change_pct references."""
-        needed = sorted({rule.spec.series for rule in rules if rule.spec.kind != FEED_DOWN
+        needed = sorted({rule.spec.series for rule in rules
+                         if rule.spec.kind not in (FEED_DOWN, *TRADE_KINDS)
                          and (observed is None or rule.spec.kind not in VALUE_KINDS)})
         found = self.ticks.latest_many(split_series_id(series) for series in needed)
         latest = {series: row or {} for series, row in zip(needed, found, strict=True)}
@@ -250,6 +279,17 @@ class RuleEngine:
                 return []
             return [(spec.series, (Decimal(current) - Decimal(reference))
                      / Decimal(reference) * 100)]
+        if spec.kind == "trade_size":
+            return [(spec.series, item["size"]) for item in (observed or {}).get(spec.series, ())
+                    if isinstance(item.get("size"), str)]
+        if spec.kind == "volume":
+            exchange, symbol = split_series_id(spec.series)
+            window = (spec.series, int(spec.window * 1000))
+            if window not in self._volumes:
+                self._volumes[window] = aggregate.range_volume(
+                    self.rollups, self.trades, exchange, symbol, now - window[1] + 1, now,
+                    [int(interval) for interval, _ in self.config.watcher.rollups]).volume
+            return [(spec.series, self._volumes[window])]
         if spec.kind == "spread":
             if "bid" not in row or "ask" not in row:
                 return []
@@ -285,6 +325,8 @@ def _holds(rule: Rule, instance: Instance, value: Any) -> bool:
         return instance.armed
     if kind == "change_pct":
         return number >= threshold if threshold >= 0 else number <= threshold
+    if kind in TRADE_KINDS:
+        return number >= threshold  # a trade or a volume exactly at the threshold fires
     return number > threshold  # spread, stale
 
 
@@ -294,10 +336,13 @@ def _event(rule: Rule, key: str, change: str, value: Any, now: int) -> TriggerEv
         shown: float | str | None = None
     elif isinstance(value, str) or (spec.kind == "spread" and spec.spread_mode == "abs"):
         shown = str(value)
+    elif spec.kind == "volume":
+        shown = format(value, "f")
     else:
         shown = round(float(value), 4)
     what = {"stale": "seconds without a tick", "change_pct": f"% change over {spec.window:g}s",
-            "spread": f"spread ({spec.spread_mode})"}.get(spec.kind, spec.field)
+            "spread": f"spread ({spec.spread_mode})", "volume": f"volume over {spec.window:g}s",
+            "trade_size": "trade size"}.get(spec.kind, spec.field)
     detail = ("feed down" if spec.kind == FEED_DOWN
               else f"{what} {shown} ({spec.kind} {spec.threshold:g})")
     return TriggerEvent(rule=rule.id, series=key, state=change, kind=spec.kind, value=shown,
@@ -312,8 +357,8 @@ def watch(engine: RuleEngine, stop: Event, heartbeat: Heartbeat, interval: float
     keys = engine.keys
     # Subscribe (confirmed) before reading state so nothing published meanwhile is missed.
     subscription = Channels(engine.connection, keys).subscribe(
-        keys.ticks_channel, keys.events_channel, keys.rules_changed_channel,
-        timeout=engine.config.redis.socket_timeout)
+        keys.ticks_channel, keys.trades_channel, keys.events_channel,
+        keys.rules_changed_channel, timeout=engine.config.redis.socket_timeout)
     try:
         engine.start()
         passes = 0
@@ -337,6 +382,8 @@ def watch(engine: RuleEngine, stop: Event, heartbeat: Heartbeat, interval: float
             channel, data = message.channel, message.data
             if channel == keys.ticks_channel:
                 engine.on_ticks(data, clock())
+            elif channel == keys.trades_channel:
+                engine.on_trades(data, clock())
             elif channel == keys.events_channel:
                 engine.on_tracker_event(data, clock())
             elif channel == keys.rules_changed_channel:
