@@ -187,17 +187,19 @@ def web(config_path: str | None, bind: str | None, debug: bool) -> None:
 @click.option("--end", callback=_instant_arg, help="Until, inclusive.")
 @click.option("--interval", callback=_duration_arg,
               help="Export the OHLC roll-up of this interval (e.g. 1m) instead of raw ticks.")
+@click.option("--trades", is_flag=True,
+              help="Export the trades (time_ms,time,price,size,side,id) instead of ticks.")
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8", lazy=True), default="-",
               help="CSV file to write (default: standard output).")
 def export(config_path: str | None, series: str, fields: tuple[str, ...], start: int | None,
-           end: int | None, interval: float | None, output: Any) -> None:
+           end: int | None, interval: float | None, trades: bool, output: Any) -> None:
     """Write a series' raw ticks (or, with --interval, its candles) as CSV."""
     import redis
 
     from bcx import export as exportmod
     from bcx.keys import Keys
     from bcx.redisconn import from_config
-    from bcx.store import RollupStore, Store
+    from bcx.store import RollupStore, Store, TradeStore
     from bcx.store.errors import advice
 
     cfg = load_config(config_path)
@@ -216,7 +218,8 @@ def export(config_path: str | None, series: str, fields: tuple[str, ...], start:
         rows = exportmod.export(Store(connection, keys), RollupStore(connection, keys), output,
                                 exchange.lower(), symbol.upper(),
                                 fields or ("price", "bid", "ask"), start, end,
-                                None if interval is None else int(interval))
+                                None if interval is None else int(interval),
+                                TradeStore(connection, keys) if trades else None)
     except exportmod.ExportError as exc:
         raise click.ClickException(str(exc)) from None
     except redis.RedisError as exc:

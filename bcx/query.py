@@ -1,17 +1,19 @@
 """Read-side queries behind the API: latest values with their age, capped raw history and
-the tracker's feed statistics. Stored decimal strings become floats only here, at the edge
-where JSON numbers are produced (Highcharts plots numbers)."""
+trades and the tracker's feed statistics. Stored decimal strings become floats only here, at
+the edge where JSON numbers are produced (Highcharts plots numbers)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from bcx.keys import series_id
-from bcx.store import Store
+from bcx.store import Store, TradeStore
 
 FIELDS = ("price", "bid", "ask")
+Item = TypeVar("Item", bound=Sequence[Any])
 
 
 class QueryError(ValueError):
@@ -45,7 +47,8 @@ def spread(bid: str | None, ask: str | None) -> float | None:
 
 
 def latest_view(found: dict[str, Any], now_ms: int) -> dict[str, Any]:
-    """``{time, price, bid, ask, spread, age_s}`` from a decoded latest-values hash."""
+    """``{time, price, bid, ask, spread, age_s, bid_size, ask_size, last_size, last_side}``
+    from a decoded latest-values hash (sizes and the last trade's are null when unknown)."""
     time_ms = found.get("time")
     return {
         "time": time_ms,
@@ -54,6 +57,11 @@ def latest_view(found: dict[str, Any], now_ms: int) -> dict[str, Any]:
         "ask": num(found.get("ask")),
         "spread": spread(found.get("bid"), found.get("ask")),
         "age_s": None if time_ms is None else round(max(0, now_ms - time_ms) / 1000, 3),
+        "bid_size": num(found.get("bid_size")),
+        "ask_size": num(found.get("ask_size")),
+        "last_size": num(found.get("last_size")),
+        "last_side": found.get("last_side") if found.get("last_side") in ("buy", "sell")
+        else None,
     }
 
 
@@ -75,11 +83,9 @@ def history(store: Store, exchange: str, symbol: str, field: str, start_ms: int 
     """At most ``limit`` points of the range, oldest first. When the range holds more, the
     newest ``limit`` are returned with ``truncated`` set and ``next_end``: ask again with
     ``end=next_end`` to page further back."""
-    found = store.range(exchange, symbol, field, start_ms, end_ms, limit=limit + 1,
-                        newest_first=True)
-    truncated = len(found) > limit
-    found = found[:limit]
-    found.reverse()
+    found, truncated, next_end = newest_page(
+        lambda count: store.range(exchange, symbol, field, start_ms, end_ms, limit=count,
+                                  newest_first=True), limit)
     points = []
     for ms, text in found:  # the hot loop of big answers: kept free of calls that add nothing
         try:
@@ -90,4 +96,46 @@ def history(store: Store, exchange: str, symbol: str, field: str, start_ms: int 
             points.append([ms, value])
     return {"series": series_id(exchange, symbol), "field": field, "start": start_ms,
             "end": end_ms, "count": len(points), "truncated": truncated,
-            "next_end": found[0][0] - 1 if truncated and found else None, "points": points}
+            "next_end": next_end, "points": points}
+
+
+def newest_page(read: Callable[[int], list[Item]], limit: int
+                ) -> tuple[list[Item], bool, int | None]:
+    """The newest ``limit`` items of a range, oldest first, whether the range holds more, and
+    the ``end`` (inclusive, ms) of the next page back. ``read(count)`` returns up to ``count``
+    items newest first, each starting with its time in ms.
+
+    Several items may share a millisecond (two trades, or a bid changing twice): those at
+    the millisecond where a page is cut are all left to the next page, so paging with
+    ``end=next_end`` neither skips nor repeats one, unless a whole page is one millisecond
+    (then the rest of that millisecond is skipped to make progress)."""
+    found = read(limit + 1)
+    truncated = len(found) > limit
+    next_end = None
+    if truncated:
+        cut = found[limit][0]
+        found = found[:limit]
+        whole = [item for item in found if item[0] > cut]
+        if whole:
+            found, next_end = whole, cut
+        else:
+            next_end = cut - 1
+    found.reverse()
+    return found, truncated, next_end
+
+
+def trades(store: TradeStore, exchange: str, symbol: str, start_ms: int | None,
+           end_ms: int | None, limit: int) -> dict[str, Any]:
+    """At most ``limit`` trades of the range as ``[ms, price, size, side, id]``, oldest
+    first, capped and paged like :func:`history`."""
+    found, truncated, next_end = newest_page(
+        lambda count: store.range(exchange, symbol, start_ms, end_ms, limit=count,
+                                  newest_first=True), limit)
+    rows = []
+    for ms, price_text, size_text, side, trade_id in found:
+        price, size = num(price_text), num(size_text)
+        if price is not None and size is not None:
+            rows.append([ms, price, size, side, trade_id])
+    return {"series": series_id(exchange, symbol), "start": start_ms, "end": end_ms,
+            "count": len(rows), "truncated": truncated, "next_end": next_end,
+            "trades": rows}

@@ -104,7 +104,11 @@ def _rule_input() -> dict[str, Any]:
 def schemas(cfg: Config) -> dict[str, Any]:
     latest = {"time": MS_OR_NULL, "price": NUMBER_OR_NULL, "bid": NUMBER_OR_NULL,
               "ask": NUMBER_OR_NULL, "spread": NUMBER_OR_NULL,
-              "age_s": {"type": "number", "nullable": True, "description": "seconds"}}
+              "age_s": {"type": "number", "nullable": True, "description": "seconds"},
+              "bid_size": NUMBER_OR_NULL, "ask_size": NUMBER_OR_NULL,
+              "last_size": {**NUMBER_OR_NULL, "description": "size of the newest trade"},
+              "last_side": {"type": "string", "enum": ["buy", "sell"], "nullable": True,
+                            "description": "the taker's side of the newest trade"}}
     summary = {"count": {"type": "integer"}, "min": NUMBER_OR_NULL, "max": NUMBER_OR_NULL,
                "mean": NUMBER_OR_NULL, "last": NUMBER_OR_NULL}
     return {
@@ -129,6 +133,17 @@ def schemas(cfg: Config) -> dict[str, Any]:
                 "type": "array", "minItems": 2, "maxItems": 2,
                 "items": {"type": "number"}, "description": "[ms, value]"}}},
             ["series", "field", "count", "truncated", "points"]),
+        "Trades": _object({
+            "series": {"type": "string"}, "start": MS_OR_NULL, "end": MS_OR_NULL,
+            "count": {"type": "integer", "maximum": cfg.web.history_cap},
+            "truncated": {"type": "boolean"},
+            "next_end": {**MS_OR_NULL, "description": "pass as end to page back"},
+            "trades": {"type": "array", "maxItems": cfg.web.history_cap, "items": {
+                "type": "array", "minItems": 5, "maxItems": 5,
+                "items": {"oneOf": [{"type": "number"}, {"type": "string"}]},
+                "description": "[ms, price, size, side (the taker's: buy or sell), id (the "
+                               "venue's trade id, text)]"}}},
+            ["series", "count", "truncated", "trades"]),
         "Candles": _object({
             "series": {"type": "string"}, "field": {"type": "string"},
             "interval": {"type": "integer", "description": "seconds"}, "start": MS, "end": MS,
@@ -211,7 +226,8 @@ def document(cfg: Config) -> dict[str, Any]:
             "/series": {"get": _op("Every known series with its latest values and their age.",
                                    [], {"200": _ok("SeriesList")})},
             "/series/{exchange}/{symbol}/latest": {**series_get, "get": _op(
-                "Latest price, bid, ask, spread and age of one series.", [],
+                "Latest price, bid, ask, spread and age of one series, top-of-book sizes and "
+                "the newest trade's size and taker side.", [],
                 {"200": _ok("Latest"), "404": NO_SERIES})},
             "/series/{exchange}/{symbol}/history": {**series_get, "get": _op(
                 f"Raw points of one field, oldest first; at most {cap}. When the range holds "
@@ -219,6 +235,13 @@ def document(cfg: Config) -> dict[str, Any]:
                 [FIELD, START, END, _query("limit", "Most points returned.", {
                     "type": "integer", "minimum": 1, "maximum": cap, "default": cap})],
                 {"200": _ok("History"), "400": BAD_PARAM, "404": NO_SERIES})},
+            "/series/{exchange}/{symbol}/trades": {**series_get, "get": _op(
+                f"Trades, oldest first; at most {cap}. When the range holds more, the newest "
+                "are returned, truncated is true and next_end pages back (trades of one "
+                "millisecond are never split between pages).",
+                [START, END, _query("limit", "Most trades returned.", {
+                    "type": "integer", "minimum": 1, "maximum": cap, "default": cap})],
+                {"200": _ok("Trades"), "400": BAD_PARAM, "404": NO_SERIES})},
             "/series/{exchange}/{symbol}/ohlc": {**series_get, "get": _op(
                 "Candles, from the roll-ups where their watermark covers the range and from raw "
                 "ticks after it. Default range: the last 24 h.",
@@ -268,7 +291,8 @@ def document(cfg: Config) -> dict[str, Any]:
                         {"$ref": "#/components/schemas/Health"},
                         {"$ref": "#/components/schemas/Error"}]}}}}})},
             "/stream": {"get": _op(
-                "Server-Sent Events: `tick` (a JSON array of {series, time, price|bid|ask}) "
+                "Server-Sent Events: `tick` (a JSON array of {series, time, price|bid|ask}), "
+                "`trade` (a JSON array of {series, time, price, size, side, id}) "
                 "and `alert` (a trigger event), with keep-alive comments.",
                 [_query("series", "Only these series: EXCHANGE:SYMBOL, comma-separated.",
                         {"type": "string"})],
