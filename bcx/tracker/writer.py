@@ -92,6 +92,7 @@ class Writer:
         self.events: deque[TriggerEvent] = deque()
         self.written = 0  # ticks
         self.written_trades = 0
+        self.written_values = 0  # series values, sizes and trades sent to Redis
         self.dropped = DropLog()
         self.unlogged_drops = 0
         self.latency = Latency()
@@ -211,7 +212,7 @@ class Writer:
             for item in batch:
                 (trades if item.__class__ is Trade else ticks).append(item)
             try:
-                self.stores.ticks.write(ticks, trades)
+                values = self.stores.ticks.write(ticks, trades)
             except (redis.RedisError, OSError) as exc:
                 self.pending.extendleft(reversed(batch))
                 if not self._misconfigured(exc):
@@ -227,6 +228,7 @@ class Writer:
             self.window.add_batch(batch, acked)
             self.written += len(ticks)
             self.written_trades += len(trades)
+            self.written_values += values
             self._redis_back()
 
     def _misconfigured(self, exc: BaseException) -> bool:
