@@ -225,13 +225,15 @@ def _may_write(path: str, force: bool) -> None:
 @click.option("--interval", callback=_duration_arg,
               help="Export OHLC candles of this interval (e.g. 10s, 1m, 4h: any whole number "
                    "of seconds, as /ohlc) instead of raw ticks.")
+@click.option("--trades", is_flag=True,
+              help="Export the trades (time_ms,time,price,size,side,id) instead of ticks.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
               help="CSV file to write (default: standard output).")
 @click.option("--force", is_flag=True, help="Overwrite an existing --output without asking.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal).")
 def export(config_path: str | None, series: str, fields: tuple[str, ...], start: int | None,
-           end: int | None, interval: float | None, output: str, force: bool,
+           end: int | None, interval: float | None, trades: bool, output: str, force: bool,
            progress: bool | None) -> None:
     """Write a series' raw ticks (or, with --interval, its candles) as CSV."""
     import redis
@@ -239,7 +241,7 @@ def export(config_path: str | None, series: str, fields: tuple[str, ...], start:
     from bcx import export as exportmod
     from bcx.keys import Keys
     from bcx.redisconn import from_config
-    from bcx.store import RollupStore, Store
+    from bcx.store import RollupStore, Store, TradeStore
     from bcx.store.errors import advice
 
     cfg = load_config(config_path)
@@ -265,7 +267,8 @@ def export(config_path: str | None, series: str, fields: tuple[str, ...], start:
                                     handle, exchange.lower(), symbol.upper(),
                                     fields or ("price", "bid", "ask"), start, end,
                                     None if interval is None else int(interval),
-                                    [int(seconds) for seconds, _ in cfg.watcher.rollups], bar)
+                                    [int(seconds) for seconds, _ in cfg.watcher.rollups], bar,
+                                    TradeStore(connection, keys) if trades else None)
         if partial:
             os.replace(partial, output)
     except exportmod.ExportError as exc:

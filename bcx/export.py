@@ -5,6 +5,8 @@ across fields in time order and read a page at a time, so a week of ticks stream
 constant memory. Candles (``--interval``) are the API's (``bcx.aggregate.candles``): any
 whole number of seconds, from the roll-ups that divide it and raw ticks where none does, one
 row per bucket and field (``time_ms,time,field,open,high,low,close``), built a window at a time.
+Trades (``--trades``) are ``time_ms,time,price,size,side,id`` rows, verbatim, paged the same
+way as raw ticks.
 """
 
 from __future__ import annotations
@@ -12,17 +14,19 @@ from __future__ import annotations
 import csv
 import heapq
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from bcx import aggregate
 from bcx.query import QueryError
-from bcx.store import RollupStore, Store
-from bcx.ticks import Point
+from bcx.store import RollupStore, Store, TradeStore
+from bcx.ticks import Point, TradeFields
 from bcx.timeutil import iso_ms, now_ms
 from bcx.watcher.archive import HEADER
 
 PAGE = 10_000
 CANDLE_HEADER = ("time_ms", "time", "field", "open", "high", "low", "close")
+TRADE_HEADER = ("time_ms", "time", "price", "size", "side", "id")
+Item = TypeVar("Item", bound=Sequence[Any])
 # The API's bounds on an interval (web/api.py MAX_INTERVAL_S).
 MAX_INTERVAL_S = 365 * 86400
 # Candles built per request to bcx.aggregate; a window needing too many raw ticks is halved.
@@ -41,18 +45,34 @@ class ExportError(ValueError):
 def points(store: Store, exchange: str, symbol: str, field: str, start_ms: int | None,
            end_ms: int | None, page: int = PAGE) -> Iterator[Point]:
     """Every point of one field in ``[start_ms, end_ms]``, oldest first, a page per round
-    trip. Pages are cut by time: the points at a page's last millisecond are read again at the
-    start of the next page, so none is skipped or repeated."""
+    trip (:func:`paged`)."""
+    return paged(lambda low, high, limit: store.range(exchange, symbol, field, low, high,
+                                                      limit=limit), start_ms, end_ms, page)
+
+
+def trade_rows(trades: TradeStore, exchange: str, symbol: str, start_ms: int | None,
+               end_ms: int | None, page: int = PAGE) -> Iterator[TradeFields]:
+    """Every trade in ``[start_ms, end_ms]``, oldest first, a page per round trip."""
+    return paged(lambda low, high, limit: trades.range(exchange, symbol, low, high,
+                                                       limit=limit), start_ms, end_ms, page)
+
+
+def paged(read: Callable[[int | None, int | None, int | None], list[Item]],
+          start_ms: int | None, end_ms: int | None, page: int = PAGE) -> Iterator[Item]:
+    """Every item ``read(low, high, limit)`` finds in ``[start_ms, end_ms]`` (oldest first,
+    each starting with its time in ms), a page per round trip. Pages are cut by time: the
+    items at a page's last millisecond are read again at the start of the next page, so none
+    is skipped or repeated."""
     low = start_ms
     while True:
-        found = store.range(exchange, symbol, field, low, end_ms, limit=page)
+        found = read(low, end_ms, page)
         if len(found) < page:
             yield from found
             return
         last = found[-1][0]
         whole = [point for point in found if point[0] < last]
         if not whole:  # a page's worth of points in one millisecond: read all of it at once
-            yield from store.range(exchange, symbol, field, last, last)
+            yield from read(last, last, None)
             low = last + 1
             continue
         yield from whole
@@ -118,9 +138,10 @@ def candle_rows(rollups: RollupStore, store: Store, exchange: str, symbol: str,
 def export(store: Store, rollups: RollupStore, output: TextIO, exchange: str, symbol: str,
            fields: Sequence[str], start_ms: int | None = None, end_ms: int | None = None,
            interval_s: int | None = None, rollup_intervals: Sequence[int] = (),
-           progress: Progress | None = None) -> int:
-    """Write the CSV; returns the number of data rows. ``rollup_intervals``: the configured
-    roll-ups (``[watcher] rollups``) candles may be read from."""
+           progress: Progress | None = None, trades: TradeStore | None = None) -> int:
+    """Write the CSV (the series' trades when ``trades`` is given); returns the number of
+    data rows. ``rollup_intervals``: the configured roll-ups (``[watcher] rollups``) candles
+    may be read from."""
     if not store.has_series(exchange, symbol):
         raise ExportError(f"unknown series {exchange}:{symbol} (bcx:series lists the known "
                           "ones)")
@@ -130,6 +151,15 @@ def export(store: Store, rollups: RollupStore, output: TextIO, exchange: str, sy
         raise ExportError(f"--interval: a whole number of seconds from 1s to {MAX_INTERVAL_S}s")
     writer = csv.writer(output)
     rows = 0
+    if trades is not None:
+        if interval_s is not None:
+            raise ExportError("--trades and --interval cannot be combined")
+        writer.writerow(TRADE_HEADER)
+        for ms, price, size, side, trade_id in trade_rows(trades, exchange, symbol, start_ms,
+                                                          end_ms):
+            writer.writerow((ms, iso_ms(ms), price, size, side, trade_id))
+            rows += 1
+        return rows
     if start_ms is None:
         start_ms = first_ms(store, rollups, exchange, symbol, fields,
                             rollup_intervals if interval_s else ())

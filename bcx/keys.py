@@ -4,9 +4,14 @@ A series' keys share the hash tag ``{exchange:symbol}`` so they live on one Clus
 Every key starts with the configured prefix (default ``bcx``)::
 
     bcx:{coinbase:BTC-USD}:price             raw history, ZSET score=epoch s, member "<ms>:<value>"
+                                             (also :bid, :ask)
+    bcx:{coinbase:BTC-USD}:bid_size          top-of-book sizes, ZSET like the raw history, member
+    bcx:{coinbase:BTC-USD}:ask_size          "<ms>:<size>" (when the venue sends sizes)
     bcx:{coinbase:BTC-USD}:trades            ZSET score=epoch s,
                                              member "<ms>:<price>:<size>:<b|s>:<id>"
-    bcx:{coinbase:BTC-USD}:latest            HASH price, bid, ask, time (ms) and <field>_ms
+    bcx:{coinbase:BTC-USD}:latest            HASH price, bid, ask, bid_size, ask_size, time (ms)
+                                             and <field>_ms; last_size, last_side (buy|sell:
+                                             the taker's), last_trade_ms of the newest trade
     bcx:{coinbase:BTC-USD}:price:ohlc:60     ZSET roll-up, score=bucket start (epoch s),
                                              member "<ms>:<open>:<high>:<low>:<close>:<count>"
     bcx:{coinbase:BTC-USD}:watermark         HASH history-manager progress per field/interval
@@ -78,6 +83,7 @@ class Keys:
 
     @property
     def trades_channel(self) -> str:
+        """Pub/sub channel of written trade batches (:func:`bcx.store.trades.trade_message`)."""
         return f"{self.prefix}:trades"
 
     @property

@@ -1,17 +1,19 @@
 """Read-side queries behind the API: latest values with their age, capped raw history and
-the tracker's feed statistics. Stored decimal strings become floats only here, at the edge
-where JSON numbers are produced (Highcharts plots numbers)."""
+trades and the tracker's feed statistics. Stored decimal strings become floats only here, at
+the edge where JSON numbers are produced (Highcharts plots numbers)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from bcx.keys import series_id
-from bcx.store import Store
+from bcx.store import Store, TradeStore
 
 FIELDS = ("price", "bid", "ask")
+Item = TypeVar("Item", bound=Sequence[Any])
 
 
 class QueryError(ValueError):
@@ -45,7 +47,8 @@ def spread(bid: str | None, ask: str | None) -> float | None:
 
 
 def latest_view(found: dict[str, Any], now_ms: int) -> dict[str, Any]:
-    """``{time, price, bid, ask, spread, age_s}`` from a decoded latest-values hash."""
+    """``{time, price, bid, ask, spread, age_s, bid_size, ask_size, last_size, last_side}``
+    from a decoded latest-values hash (sizes and the last trade's are null when unknown)."""
     time_ms = found.get("time")
     return {
         "time": time_ms,
@@ -54,6 +57,11 @@ def latest_view(found: dict[str, Any], now_ms: int) -> dict[str, Any]:
         "ask": num(found.get("ask")),
         "spread": spread(found.get("bid"), found.get("ask")),
         "age_s": None if time_ms is None else round(max(0, now_ms - time_ms) / 1000, 3),
+        "bid_size": num(found.get("bid_size")),
+        "ask_size": num(found.get("ask_size")),
+        "last_size": num(found.get("last_size")),
+        "last_side": found.get("last_side") if found.get("last_side") in ("buy", "sell")
+        else None,
     }
 
 
@@ -72,14 +80,13 @@ def overview(store: Store, now_ms: int, stale_after_s: float) -> list[dict[str, 
 
 def history(store: Store, exchange: str, symbol: str, field: str, start_ms: int | None,
             end_ms: int | None, limit: int, newest_first: bool = False) -> dict[str, Any]:
-    """At most ``limit`` points of the range: the oldest ``limit``, listed oldest first, or
-    with ``newest_first`` the newest ``limit``, listed newest first. When the range holds
-    more, ``truncated`` is set with where to ask again for the rest: ``next_start`` (oldest
-    first) or ``next_end`` (newest first)."""
-    found = store.range(exchange, symbol, field, start_ms, end_ms, limit=limit + 1,
-                        newest_first=newest_first)
-    truncated = len(found) > limit
-    found = found[:limit]
+    """At most ``limit`` points of the range: the oldest ones, listed oldest first, or with
+    ``newest_first`` the newest ones, listed newest first. When the range holds more,
+    ``truncated`` is set with where to ask again for the rest: ``next_start`` (oldest first)
+    or ``next_end`` (newest first); see :func:`page`."""
+    found, truncated, following = page(
+        lambda count: store.range(exchange, symbol, field, start_ms, end_ms, limit=count,
+                                  newest_first=newest_first), limit, newest_first)
     points = []
     for ms, text in found:  # the hot loop of big answers: kept free of calls that add nothing
         try:
@@ -88,10 +95,50 @@ def history(store: Store, exchange: str, symbol: str, field: str, start_ms: int 
             continue
         if math.isfinite(value):
             points.append([ms, value])
-    last = found[-1][0] if truncated and found else None
     return {"series": series_id(exchange, symbol), "field": field, "start": start_ms,
-            "end": end_ms, "order": "desc" if newest_first else "asc", "count": len(points),
-            "truncated": truncated,
-            "next_start": last + 1 if last is not None and not newest_first else None,
-            "next_end": last - 1 if last is not None and newest_first else None,
+            "end": end_ms, **_paging(newest_first, truncated, following), "count": len(points),
             "points": points}
+
+
+def page(read: Callable[[int], list[Item]], limit: int, newest_first: bool
+         ) -> tuple[list[Item], bool, int | None]:
+    """At most ``limit`` items in the order ``read(count)`` returns them (each starting with
+    its time in ms), whether the range holds more, and the time (inclusive) where the next
+    page starts: the next ``start`` oldest first, the next ``end`` newest first.
+
+    Several items may share a millisecond (two trades, or a bid changing twice): those at the
+    millisecond where a page is cut all go to the next page, so paging neither skips nor
+    repeats one, unless a whole page is one millisecond (then the rest of that millisecond is
+    skipped to make progress)."""
+    found = read(limit + 1)
+    if len(found) <= limit:
+        return found, False, None
+    cut = found[limit][0]
+    found = found[:limit]
+    whole = [item for item in found if item[0] != cut]
+    if whole:
+        return whole, True, cut
+    return found, True, cut - 1 if newest_first else cut + 1
+
+
+def _paging(newest_first: bool, truncated: bool, following: int | None) -> dict[str, Any]:
+    return {"order": "desc" if newest_first else "asc", "truncated": truncated,
+            "next_start": None if newest_first else following,
+            "next_end": following if newest_first else None}
+
+
+def trades(store: TradeStore, exchange: str, symbol: str, start_ms: int | None,
+           end_ms: int | None, limit: int, newest_first: bool = False) -> dict[str, Any]:
+    """At most ``limit`` trades of the range as ``[ms, price, size, side, id]``, capped, ordered
+    and paged like :func:`history`."""
+    found, truncated, following = page(
+        lambda count: store.range(exchange, symbol, start_ms, end_ms, limit=count,
+                                  newest_first=newest_first), limit, newest_first)
+    rows = []
+    for ms, price_text, size_text, side, trade_id in found:
+        price, size = num(price_text), num(size_text)
+        if price is not None and size is not None:
+            rows.append([ms, price, size, side, trade_id])
+    return {"series": series_id(exchange, symbol), "start": start_ms, "end": end_ms,
+            **_paging(newest_first, truncated, following), "count": len(rows),
+            "trades": rows}

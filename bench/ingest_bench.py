@@ -1,8 +1,9 @@
 """Tracker ingest: a recording looped to at least 1,000,000 frames, replayed at full speed over
 a real websocket into one tracker (this process) writing to a private redis-server.
 
-Prints ticks stored per second, receipt-to-acknowledged latency (p50/p99), CPU seconds per
-100,000 ticks, the replay server's own send rate and redis-benchmark's pipelined ZADD ceiling
+Prints ticks stored per second, trades and values (prices, sizes, trades) stored per second
+and the bytes each stored trade takes, receipt-to-acknowledged latency (p50/p99), CPU seconds
+per 100,000 ticks, the replay server's own send rate and redis-benchmark's pipelined ZADD ceiling
 on the same server. Target: >= 50,000 ticks/s with p99 <= 100 ms.
 
     .venv/bin/python bench/ingest_bench.py [--frames 1000000] [--session binance_bookticker]
@@ -19,10 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import redis
 from common import ROOT, private_redis, zadd_ceiling
 
 from bcx import config as configmod
+from bcx.keys import Keys
 from bcx.replay import ReplayServer
+from bcx.store import Stores
 from bcx.tracker.run import Tracker, tracker_client
 
 # Normalised symbols of each recording the bench can loop.
@@ -57,6 +61,17 @@ def tracker_config(directory: Path, redis_url: str, session: str, url: str
     return configmod.load(str(path), env={})
 
 
+def bytes_per_trade(connection: redis.Redis, config: configmod.Config) -> float:
+    """MEMORY USAGE of every series' trades key over the trades it holds."""
+    stores = Stores.open(connection, Keys(config.redis.prefix))
+    used = count = 0
+    for exchange, symbol in stores.registry.all():
+        key = stores.keys.trades(exchange, symbol)
+        used += connection.memory_usage(key, samples=0) or 0
+        count += connection.zcard(key)
+    return used / count if count else 0.0
+
+
 def replay_ceiling(session: str) -> str:
     """bench/replay_bench.py's figure: the replay's rate into a client that only drains."""
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "replay_bench.py"),
@@ -87,10 +102,11 @@ def main() -> None:
             while feed.frames < args.frames:
                 time.sleep(0.2)
             stop.set()
-            while writer.written < feed.ticks:
+            while writer.written < feed.ticks or writer.written_trades < feed.trades:
                 time.sleep(0.01)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             tracker.stop()
+            trade_bytes = bytes_per_trade(tracker_client(config), config)
             frames_sent, send_seconds = urls.get(timeout=30)
             ceiling = zadd_ceiling(server.port)
         replay.join(10)
@@ -109,6 +125,12 @@ def main() -> None:
           f"flush_interval {config.tracker.flush_interval * 1000:g} ms, "
           f"publish_ticks {'on' if config.tracker.publish_ticks else 'off'})")
     print(f"ticks stored per s     {rate:,.0f}   (target >= 50,000)")
+    print(f"trades stored per s    {writer.written_trades / wall:,.0f} "
+          f"({writer.written_trades:,} trades)")
+    print(f"values stored per s    {writer.written_values / wall:,.0f} "
+          f"(prices, bids, asks, their sizes and trades: {writer.written_values:,})")
+    print(f"bytes per stored trade {trade_bytes:,.1f} (MEMORY USAGE of the trades keys / "
+          "trades kept)")
     print(f"latency receipt->ack   p50 {p50:.1f} ms, p99 {p99:.1f} ms   (target p99 <= 100 ms)")
     print(f"CPU per 100,000 ticks  {cpu / writer.written * 100_000:.2f} s "
           f"(tracker process, {cpu:.1f} s in all)")

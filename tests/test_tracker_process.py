@@ -17,7 +17,7 @@ import redis
 
 from bcx.keys import Keys
 from bcx.replay import ReplayServer
-from bcx.ticks import Tick, member
+from bcx.ticks import Tick, Trade, member, trade_member
 from bcx.tracker.run import Tracker, tracker_client
 from tests import trackerkit
 from tests.support import RedisServer, free_port, wait_for
@@ -57,6 +57,7 @@ class Tapped:
         self.tracker = Tracker(config, tracker_client(config))
         self.ticks: list[Tick] = []
         self.dropped: list[Tick] = []
+        self.outage_start = self.outage_end = self.dropped_before = 0
         writer = self.tracker.writer
         submit, drop = writer.submit, writer.dropped.add
 
@@ -71,16 +72,26 @@ class Tapped:
         writer.submit = tap  # type: ignore[method-assign]
         writer.dropped.add = tap_drop  # type: ignore[method-assign]
 
-    def members(self, ticks: list[Tick] | None = None) -> set[tuple[str, str]]:
-        return {(keys.raw(t.exchange, t.symbol, field), member(t.ms, value))
-                for t in (self.ticks if ticks is None else ticks) for field, value in t.values()}
+    def members(self, ticks: list[Tick | Trade] | None = None) -> set[tuple[str, str]]:
+        """What the submitted ticks (their sizes included) and trades should store."""
+        out = set()
+        for t in self.ticks if ticks is None else ticks:
+            if isinstance(t, Trade):
+                out.add((keys.trades(t.exchange, t.symbol), trade_member(t)))
+                continue
+            out.update((keys.raw(t.exchange, t.symbol, field), member(t.ms, value))
+                       for field, value in (*t.values(), *t.sizes()))
+        return out
+
+    def trades(self) -> list[Trade]:
+        return [t for t in self.ticks if isinstance(t, Trade)]
 
 
 def stored_members(client: redis.Redis) -> set[tuple[str, str]]:
     out = set()
     for series in client.smembers(keys.series):
         exchange, _, symbol = series.partition(":")
-        for field in ("price", "bid", "ask"):
+        for field in ("price", "bid", "ask", "bid_size", "ask_size", "trades"):
             key = keys.raw(exchange, symbol, field)
             out.update((key, item) for item in client.zrange(key, 0, -1))
     return out
@@ -98,10 +109,14 @@ def run_through_outage(own_redis: RedisServer, replay: ReplayServer, tmp_path: P
     tracker.start()
     try:
         wait_for(lambda: tracker.writer.written >= 50, message="ticks before the outage")
+        tapped.dropped_before = len(tapped.dropped)
         own_redis.stop()
         received = len(tapped.ticks)
-        wait_for(lambda: not tracker.writer.redis_up and len(tapped.ticks) >= received + 100,
-                 message="ticks received while Redis is down")
+        tapped.outage_start = received
+        wait_for(lambda: not tracker.writer.redis_up and len(tapped.ticks) >= received + 100
+                 and any(isinstance(t, Trade) for t in tapped.ticks[received:]),
+                 message="ticks and trades received while Redis is down")
+        tapped.outage_end = len(tapped.ticks)
         own_redis.start()
         wait_for(lambda: tracker.writer.redis_up and tracker.writer.buffered == 0,
                  timeout=15, message="the buffer written after Redis returned")
@@ -118,6 +133,20 @@ def test_redis_outage_loses_no_tick_within_the_buffer_bound(
         assert stored_members(client) == tapped.members()
 
 
+def test_trades_received_during_an_outage_are_written_when_redis_returns(
+        own_redis: RedisServer, looping_replay: ReplayServer, tmp_path: Path) -> None:
+    tapped = run_through_outage(own_redis, looping_replay, tmp_path)
+    during = [t for t in tapped.ticks[tapped.outage_start:tapped.outage_end]
+              if isinstance(t, Trade)]
+    assert during, "trades arrived while Redis was down"
+    writer = tapped.tracker.writer
+    assert writer.dropped.total == 0 and writer.written_trades == len(tapped.trades())
+    with own_redis.client() as client:
+        for trade in during:
+            assert client.zscore(keys.trades(trade.exchange, trade.symbol),
+                                 trade_member(trade)) == trade.ms / 1000
+
+
 def test_ticks_past_the_buffer_bound_are_dropped_oldest_first_and_logged(
         own_redis: RedisServer, looping_replay: ReplayServer, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -131,9 +160,12 @@ def test_ticks_past_the_buffer_bound_are_dropped_oldest_first_and_logged(
     # lost, is written again or reported dropped: never the other way round.)
     missing = [tick for tick in tapped.ticks if not tapped.members([tick]) <= stored]
     assert missing and set(map(id, missing)) <= set(map(id, dropped))
-    # Oldest first: what was dropped is one contiguous run of what was received.
-    first = next(i for i, tick in enumerate(tapped.ticks) if tick is dropped[0])
-    assert all(a is b for a, b in zip(tapped.ticks[first:], dropped, strict=False))
+    # Oldest first: what was dropped in the outage is one contiguous run of what was received.
+    # (A buffer this small may also overflow with the first frames' burst of ticks and
+    # trades, before the writer's first batch: those drops come before.)
+    during = dropped[tapped.dropped_before:]
+    first = next(i for i, tick in enumerate(tapped.ticks) if tick is during[0])
+    assert all(a is b for a, b in zip(tapped.ticks[first:], during, strict=False))
     per_series: dict[str, int] = {}
     for tick in dropped:
         per_series[f"coinbase:{tick.symbol}"] = per_series.get(f"coinbase:{tick.symbol}", 0) + 1

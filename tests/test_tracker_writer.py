@@ -11,7 +11,7 @@ import redis
 from bcx.config import TrackerConfig
 from bcx.events import FIRING, TriggerEvent, publish
 from bcx.keys import Keys
-from bcx.ticks import Tick
+from bcx.ticks import Tick, Trade
 from bcx.tracker import writer as writermod
 from bcx.tracker.stats import FeedStats
 from bcx.tracker.writer import Writer, open_stores
@@ -35,9 +35,9 @@ def make_writer(r: redis.Redis) -> Iterator:
         sizes: list[int] = []
         write = writer.stores.ticks.write
 
-        def spy(batch: list[Tick]) -> int:
-            sizes.append(len(batch))
-            return write(batch)
+        def spy(batch: list[Tick], trades: list[Trade] = ()) -> int:  # type: ignore[assignment]
+            sizes.append(len(batch) + len(trades))
+            return write(batch, trades)
 
         writer.stores.ticks.write = spy  # type: ignore[method-assign]
         writers.append(writer)

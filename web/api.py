@@ -14,7 +14,7 @@ from bcx import aggregate, query, rulebook
 from bcx import health as healthmod
 from bcx.config import FIELDS, Config
 from bcx.keys import Keys
-from bcx.store import AlertLog, Channels, RollupStore, RuleStore, Store, Stores
+from bcx.store import AlertLog, Channels, RollupStore, RuleStore, Store, Stores, TradeStore
 from bcx.timeutil import now_ms
 from web import openapi, params, sse
 from web.errors import error_response
@@ -119,6 +119,18 @@ def history(exchange: str, symbol: str) -> Response:
     exchange, symbol = _series(exchange, symbol)
     return jsonify(query.history(_store(), exchange, symbol, field, start, end, limit,
                                  newest_first))
+
+
+@bp.get("/series/<exchange>/<symbol>/trades")
+def trades(exchange: str, symbol: str) -> Response:
+    args = _args("start", "end", "limit", "order")
+    cap = _cfg().web.history_cap
+    start, end = params.time_range(args, None, None)
+    limit = params.integer(args, "limit", cap, 1, cap)
+    newest_first = params.choice(args, "order", ("asc", "desc"), "asc") == "desc"
+    exchange, symbol = _series(exchange, symbol)
+    return jsonify(query.trades(TradeStore(_connection(), _keys()), exchange, symbol, start,
+                                end, limit, newest_first))
 
 
 @bp.get("/series/<exchange>/<symbol>/ohlc")

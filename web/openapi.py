@@ -115,7 +115,11 @@ def _rule_input() -> dict[str, Any]:
 def schemas(cfg: Config) -> dict[str, Any]:
     latest = {"time": MS_OR_NULL, "price": NUMBER_OR_NULL, "bid": NUMBER_OR_NULL,
               "ask": NUMBER_OR_NULL, "spread": NUMBER_OR_NULL,
-              "age_s": {"type": "number", "nullable": True, "description": "seconds"}}
+              "age_s": {"type": "number", "nullable": True, "description": "seconds"},
+              "bid_size": NUMBER_OR_NULL, "ask_size": NUMBER_OR_NULL,
+              "last_size": {**NUMBER_OR_NULL, "description": "size of the newest trade"},
+              "last_side": {"type": "string", "enum": ["buy", "sell"], "nullable": True,
+                            "description": "the taker's side of the newest trade"}}
     summary = {"count": {"type": "integer"}, "min": NUMBER_OR_NULL, "max": NUMBER_OR_NULL,
                "mean": NUMBER_OR_NULL, "last": NUMBER_OR_NULL}
     return {
@@ -155,6 +159,21 @@ def schemas(cfg: Config) -> dict[str, Any]:
                 "type": "array", "minItems": 2, "maxItems": 2,
                 "items": {"type": "number"}, "description": "[ms, value]"}}},
             ["series", "field", "count", "truncated", "points"]),
+        "Trades": _object({
+            "series": {"type": "string"}, "start": MS_OR_NULL, "end": MS_OR_NULL,
+            "count": {"type": "integer", "maximum": cfg.web.history_cap},
+            "order": {"type": "string", "enum": ["asc", "desc"]},
+            "truncated": {"type": "boolean"},
+            "next_start": {**MS_OR_NULL, "description": "order=asc and truncated: pass as "
+                           "start to page forward"},
+            "next_end": {**MS_OR_NULL, "description": "order=desc and truncated: pass as end "
+                         "to page back"},
+            "trades": {"type": "array", "maxItems": cfg.web.history_cap, "items": {
+                "type": "array", "minItems": 5, "maxItems": 5,
+                "items": {"oneOf": [{"type": "number"}, {"type": "string"}]},
+                "description": "[ms, price, size, side (the taker's: buy or sell), id (the "
+                               "venue's trade id, text)]"}}},
+            ["series", "count", "truncated", "trades"]),
         "Candles": _object({
             "series": {"type": "string"}, "field": {"type": "string"},
             "interval": {"type": "integer", "description": "seconds"}, "start": MS, "end": MS,
@@ -256,7 +275,8 @@ def document(cfg: Config) -> dict[str, Any]:
                         "case-insensitive.", TEXT)],
                 {"200": _ok("SeriesList"), "400": BAD_PARAM})},
             "/series/{exchange}/{symbol}/latest": {**series_get, "get": _op(
-                "Latest price, bid, ask, spread and age of one series.", [],
+                "Latest price, bid, ask, spread and age of one series, top-of-book sizes and "
+                "the newest trade's size and taker side.", [],
                 {"200": _ok("Latest"), "404": NO_SERIES})},
             "/series/{exchange}/{symbol}/history": {**series_get, "get": _op(
                 f"Raw points of one field; at most {cap}. order=asc (the default): the oldest "
@@ -268,6 +288,16 @@ def document(cfg: Config) -> dict[str, Any]:
                  _query("order", "asc: oldest first; desc: newest first.", {
                      "type": "string", "enum": ["asc", "desc"], "default": "asc"})],
                 {"200": _ok("History"), "400": BAD_PARAM, "404": NO_SERIES})},
+            "/series/{exchange}/{symbol}/trades": {**series_get, "get": _op(
+                f"Trades; at most {cap}, ordered and paged like history: order=asc (the "
+                "default) the oldest of the range, oldest first; order=desc the newest, newest "
+                "first; next_start (asc) or next_end (desc) pages on (trades of one "
+                "millisecond are never split between pages).",
+                [START, END, _query("limit", "Most trades returned.", {
+                    "type": "integer", "minimum": 1, "maximum": cap, "default": cap}),
+                 _query("order", "asc: oldest first; desc: newest first.", {
+                     "type": "string", "enum": ["asc", "desc"], "default": "asc"})],
+                {"200": _ok("Trades"), "400": BAD_PARAM, "404": NO_SERIES})},
             "/series/{exchange}/{symbol}/ohlc": {**series_get, "get": _op(
                 "Candles, from the roll-ups where their watermark covers the range and from raw "
                 "ticks after it; price candles add the traded volume (OHLC from the price "
@@ -321,7 +351,8 @@ def document(cfg: Config) -> dict[str, Any]:
                         {"$ref": "#/components/schemas/Health"},
                         {"$ref": "#/components/schemas/Error"}]}}}}})},
             "/stream": {"get": _op(
-                "Server-Sent Events: `tick` (a JSON array of {series, time, price|bid|ask}) "
+                "Server-Sent Events: `tick` (a JSON array of {series, time, price|bid|ask}), "
+                "`trade` (a JSON array of {series, time, price, size, side, id}) "
                 "and `alert` (a trigger event), with keep-alive comments.",
                 [_query("series", "Only these series: EXCHANGE:SYMBOL, comma-separated.",
                         {"type": "string"})],

@@ -44,6 +44,23 @@ def tick_payload(message: str, wanted: frozenset[str] | None) -> list[dict[str, 
     return out
 
 
+def trade_payload(message: str, wanted: frozenset[str] | None) -> list[dict[str, Any]]:
+    """A published trade batch with price and size as numbers, keeping only the wanted
+    series."""
+    try:
+        batch = json.loads(message)
+    except ValueError:
+        return []
+    out = []
+    for item in batch if isinstance(batch, list) else ():
+        if not isinstance(item, dict) or (wanted is not None and item.get("series") not in wanted):
+            continue
+        out.append({"series": item.get("series"), "time": item.get("time"),
+                    "price": num(item.get("price")), "size": num(item.get("size")),
+                    "side": item.get("side"), "id": item.get("id")})
+    return out
+
+
 def alert_payload(message: str, wanted: frozenset[str] | None) -> dict[str, Any] | None:
     try:
         event = json.loads(message)
@@ -61,7 +78,8 @@ def alert_payload(message: str, wanted: frozenset[str] | None) -> dict[str, Any]
 def subscribe(channels: Channels, keys: Keys, timeout: float) -> Subscription:
     """A subscription to the tick and event channels, confirmed by Redis, so anything
     published after the client's first event reaches it."""
-    return channels.subscribe(keys.ticks_channel, keys.events_channel, timeout=timeout)
+    return channels.subscribe(keys.ticks_channel, keys.trades_channel, keys.events_channel,
+                              timeout=timeout)
 
 
 def events(subscription: Subscription, keys: Keys, wanted: frozenset[str] | None,
@@ -92,6 +110,9 @@ def _chunk(message: Message, keys: Keys, wanted: frozenset[str] | None) -> str |
     if message.channel == keys.ticks_channel:
         ticks = tick_payload(message.data, wanted)
         return frame("tick", ticks) if ticks else None
+    if message.channel == keys.trades_channel:
+        trades = trade_payload(message.data, wanted)
+        return frame("trade", trades) if trades else None
     if message.channel == keys.events_channel:
         event = alert_payload(message.data, wanted)
         return frame("alert", event) if event is not None else None

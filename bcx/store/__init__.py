@@ -53,11 +53,13 @@ class Stores:
              tracker_instance: str = "") -> Stores:
         keys = keys or Keys()
         registry = SeriesRegistry(connection, keys)
+        trades = TradeStore(connection, keys)
         return cls(
             connection=connection,
             keys=keys,
-            ticks=TickStore(connection, keys, publish_ticks=publish_ticks, registry=registry),
-            trades=TradeStore(connection, keys),
+            ticks=TickStore(connection, keys, publish_ticks=publish_ticks, registry=registry,
+                            trades=trades),
+            trades=trades,
             registry=registry,
             rollups=RollupStore(connection, keys),
             rules=RuleStore(connection, keys),

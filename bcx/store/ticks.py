@@ -2,6 +2,8 @@
 
 Each series and field is a sorted set scored by event time in epoch seconds whose members are
 ``"<ms>:<value>"``, so a recurring price is never lost and an exact repeat is stored once.
+Top-of-book sizes are series of their own (``bid_size``, ``ask_size``) kept the same way; a
+batch's trades (:class:`bcx.store.trades.TradeStore`) join the same pipelined round trip.
 """
 
 from __future__ import annotations
@@ -17,21 +19,27 @@ import redis
 from bcx.keys import Keys, series_id
 from bcx.store.base import Structure
 from bcx.store.registry import SeriesRegistry
-from bcx.ticks import Point, Tick, before, member, parse_member, score
+from bcx.store.trades import TradeStore
+from bcx.ticks import Point, Tick, Trade, before, member, parse_member, score
 from bcx.timeutil import now_ms
 
 FIELDS = ("price", "bid", "ask")
+# The top-of-book sizes, stored beside their bid and ask (members "<ms>:<size>").
+SIZE_FIELDS = ("bid_size", "ask_size")
 log = logging.getLogger(__name__)
 
 
 class TickStore(Structure):
     """Reads and writes one Redis database's series. New series go into ``registry`` (its
-    own, or the one of the process's :class:`bcx.store.Stores`)."""
+    own, or the one of the process's :class:`bcx.store.Stores`); trades written with a batch
+    go through ``trades`` (likewise)."""
 
     def __init__(self, connection: redis.Redis, keys: Keys | None = None,
-                 publish_ticks: bool = False, registry: SeriesRegistry | None = None):
+                 publish_ticks: bool = False, registry: SeriesRegistry | None = None,
+                 trades: TradeStore | None = None):
         super().__init__(connection, keys)
         self.registry = registry or SeriesRegistry(connection, self.keys)
+        self.trades = trades or TradeStore(connection, self.keys)
         self.publish_ticks = publish_ticks
         # Newest event time written per (series, field) by this process, and per series under
         # the field "time", so a late batch never moves the latest-values hash backwards. A
@@ -40,22 +48,29 @@ class TickStore(Structure):
         self._newest: dict[tuple[str, str, str], int] = {}
 
     # ------------------------------------------------------------------ writes
-    def write(self, ticks: Sequence[Tick]) -> int:
-        """Write a batch in one pipelined round trip; returns the number of values sent.
+    def write(self, ticks: Sequence[Tick], trades: Sequence[Trade] = ()) -> int:
+        """Write a batch of ticks (their sizes included) and trades in one pipelined round
+        trip; returns the number of values sent (a trade counts as one).
 
-        Raises ``redis.RedisError`` when Redis cannot be reached; nothing is remembered as
-        written in that case, so the caller may retry the same batch.
+        The latest-values hash gets each field's newest value, the sizes with it, and from
+        the newest trade ``last_size``, ``last_side`` and ``last_trade_ms``. Raises
+        ``redis.RedisError`` when Redis cannot be reached; nothing is remembered as written
+        in that case, so the caller may retry the same batch.
         """
-        if not ticks:
+        if not ticks and not trades:
             return 0
         members: dict[str, dict[str, float]] = defaultdict(dict)
         latest: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
         newest = dict(self._newest)
         now = now_ms()
         count = 0
+        raw = self.keys.raw
         for tick in ticks:
-            for field, value in tick.values():
-                members[self.keys.raw(tick.exchange, tick.symbol, field)][
+            values = tick.values()
+            if tick.bid_size is not None or tick.ask_size is not None:
+                values += tick.sizes()
+            for field, value in values:
+                members[raw(tick.exchange, tick.symbol, field)][
                     member(tick.ms, value)] = score(tick.ms)
                 count += 1
                 slot = (tick.exchange, tick.symbol, field)
@@ -71,9 +86,17 @@ class TickStore(Structure):
                     series_ms = newest.get(series_slot, -1)
                     fresh["time"] = newest[series_slot] = (
                         tick.ms if series_ms > now else max(tick.ms, series_ms))
+        for trade in trades:
+            slot = (trade.exchange, trade.symbol, "trade")
+            known = newest.get(slot, -1)
+            if trade.ms >= known or known > now:
+                newest[slot] = trade.ms
+                latest[(trade.exchange, trade.symbol)].update(
+                    last_size=trade.size, last_side=trade.side, last_trade_ms=trade.ms)
         pipe = self.connection.pipeline(transaction=False)
         for key, mapping in members.items():
             pipe.zadd(key, mapping)
+        count += self.trades.write(trades, pipeline=pipe)
         for (exchange, symbol), mapping in latest.items():
             pipe.hset(self.keys.latest(exchange, symbol), mapping=mapping)
         new = self.registry.add((series_id(e, s) for e, s in latest), pipeline=pipe)
@@ -84,7 +107,10 @@ class TickStore(Structure):
             # Never inside the pipeline: Redis Cluster refuses PUBLISH there. The batch is
             # stored by now, so a lost notice only delays live viewers, never loses data.
             try:
-                self.connection.publish(self.keys.ticks_channel, _batch_message(ticks))
+                if ticks:
+                    self.connection.publish(self.keys.ticks_channel, _batch_message(ticks))
+                if trades:
+                    self.trades.publish(trades)
             except redis.RedisError as exc:
                 log.warning("live tick notice not published (the batch is stored): %s", exc)
         return count
@@ -112,7 +138,8 @@ class TickStore(Structure):
         return self.connection.zcount(self.keys.raw(exchange, symbol, field), low, high)
 
     def latest(self, exchange: str, symbol: str) -> dict[str, Any] | None:
-        """``{time, price, bid, ask, price_ms, …}`` with times as int ms, or None if unknown."""
+        """``{time, price, bid, ask, bid_size, ask_size, last_size, last_side, price_ms, …}``
+        with times as int ms, or None if unknown."""
         return _decode_latest(self.connection.hgetall(self.keys.latest(exchange, symbol)))
 
     def latest_many(self, series: Iterable[tuple[str, str]]) -> list[dict[str, Any] | None]:
@@ -198,7 +225,8 @@ def _decode_latest(found: dict[str, str]) -> dict[str, Any] | None:
     if not found:
         return None
     out: dict[str, Any] = dict(found)
-    for name in ("time", *(f"{field}_ms" for field in FIELDS)):
+    for name in ("time", "last_trade_ms",
+                 *(f"{field}_ms" for field in (*FIELDS, *SIZE_FIELDS))):
         if name in out:
             out[name] = int(out[name])
     return out

@@ -1,18 +1,24 @@
 """Trades: one sorted set per series, scored by trade time, whose member keeps the trade's
 time, price, size, taker side and id verbatim (:func:`bcx.ticks.trade_member`), so no two
-trades ever collapse and a trade received twice is stored once."""
+trades ever collapse and a trade received twice is stored once. The tracker writes them with
+its ticks (:meth:`bcx.store.ticks.TickStore.write`) and announces each batch on
+``keys.trades_channel``."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from bcx.keys import series_id
 from bcx.store.base import Structure
 from bcx.ticks import Trade, TradeFields, before, parse_trade_member, score, trade_member
 
 
 class TradeStore(Structure):
+    """The trades of every series: written in batches, read by time range."""
+
     def write(self, trades: Sequence[Trade], pipeline: Any | None = None) -> int:
         """ZADD every trade (joining ``pipeline`` when given); returns how many were sent."""
         if not trades:
@@ -25,6 +31,12 @@ class TradeStore(Structure):
         for key, mapping in members.items():
             target.zadd(key, mapping)
         return len(trades)
+
+    def publish(self, trades: Sequence[Trade]) -> int:
+        """PUBLISH one live notice of a written batch on ``keys.trades_channel`` (never in
+        a pipeline: Redis Cluster refuses it there); how many subscribers got it."""
+        return int(self.connection.publish(self.keys.trades_channel, trade_message(trades)))
+
 
     def range(self, exchange: str, symbol: str, start_ms: int | None = None,
               end_ms: int | None = None, limit: int | None = None,
@@ -63,7 +75,20 @@ class TradeStore(Structure):
                                        withscores=True)
         return round(first[0][1] * 1000) if first else None
 
-    def count(self, exchange: str, symbol: str, start_ms: int, end_ms: int) -> int:
-        """Trades with ``start_ms <= time <= end_ms``."""
-        return self.connection.zcount(self.keys.trades(exchange, symbol), score(start_ms),
-                                      score(end_ms))
+    def count(self, exchange: str, symbol: str, start_ms: int | None = None,
+              end_ms: int | None = None) -> int:
+        """Trades with ``start_ms <= time <= end_ms`` (every one kept without bounds)."""
+        key = self.keys.trades(exchange, symbol)
+        if start_ms is None and end_ms is None:
+            return int(self.connection.zcard(key))
+        low = "-inf" if start_ms is None else score(start_ms)
+        high = "+inf" if end_ms is None else score(end_ms)
+        return int(self.connection.zcount(key, low, high))
+
+
+def trade_message(trades: Sequence[Trade]) -> str:
+    """The live-trade message: ``[{"series", "time", "price", "size", "side", "id"}, …]``
+    with price and size as the venue's text."""
+    return json.dumps([{"series": series_id(t.exchange, t.symbol), "time": t.ms,
+                        "price": t.price, "size": t.size, "side": t.side, "id": t.id}
+                       for t in trades], separators=(",", ":"))

@@ -22,6 +22,7 @@ from bcx.exchanges.base import FeedProtocol, MalformedFrame
 from bcx.exchanges.gate import Gate, Refusal
 from bcx.lifecycle import Backoff
 from bcx.secrets import Redactor, mask_url
+from bcx.ticks import Tick, Trade
 from bcx.tracker.stats import FeedStats
 from bcx.tracker.writer import Writer
 
@@ -318,11 +319,22 @@ class Feed:
             ticks, refused = self.gate.admit(ticks, received_ns // 1_000_000)
             if refused:
                 self._refused(refused, data)
-        if ticks:
+        trades = parsed.trades
+        if trades:
+            trades, refused = self.gate.admit_trades(trades, received_ns // 1_000_000)
+            if refused:
+                self._refused(refused, data)
+        if ticks or trades:
             for tick in ticks:
                 tick.received_ns = received_ns
             stats.ticks += len(ticks)
-            self.writer.submit(ticks)
+            items: list[Tick | Trade] = ticks
+            if trades:
+                for trade in trades:
+                    trade.received_ns = received_ns
+                stats.trades += len(trades)
+                items = [*ticks, *trades]
+            self.writer.submit(items)
             if not self.working:
                 self._working()
         if parsed.gaps:

@@ -32,6 +32,7 @@ class FeedStats:
     connected: bool = False
     frames: int = 0
     ticks: int = 0
+    trades: int = 0
     parse_errors: int = 0
     gaps: int = 0
     reconnects: int = 0
@@ -76,7 +77,8 @@ class FeedStats:
     def as_hash(self) -> dict[str, Any]:
         return {
             "connected": int(self.connected), "url": self.url, "frames": self.frames,
-            "ticks": self.ticks, "parse_errors": self.parse_errors, "gaps": self.gaps,
+            "ticks": self.ticks, "trades": self.trades,
+            "parse_errors": self.parse_errors, "gaps": self.gaps,
             "reconnects": self.reconnects, "silences": self.silences,
             "pings": self.pings,
             "venue_errors": self.venue_errors, "rejected": self.rejected,

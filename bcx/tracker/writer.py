@@ -1,4 +1,4 @@
-"""The tracker's one Redis thread: batches ticks into the store, holds them in a bounded
+"""The tracker's one Redis thread: batches ticks and trades into the store, holds them in a bounded
 buffer while Redis is unreachable, and writes stats, gap counts, the heartbeat and feed
 events. A Redis error that waiting will not cure (a wrong password, a key of another type)
 stops it with :attr:`Writer.fatal` saying which setting to fix.
@@ -26,7 +26,7 @@ from bcx.keys import Keys
 from bcx.lifecycle import Backoff
 from bcx.store import Stores
 from bcx.store.errors import advice
-from bcx.ticks import Tick
+from bcx.ticks import Tick, Trade
 from bcx.timeutil import now_ms
 from bcx.tracker.stats import COUNTER_MAX, DropLog, FeedStats, Latency
 
@@ -70,8 +70,10 @@ class ThrottledWarning:
 
 
 class Writer:
-    """Drains submitted ticks into ``stores.ticks.write`` in batches of at most ``batch_size``
-    that flush when full or ``flush_interval`` after their first tick arrived. ``stores`` is
+    """Drains submitted ticks and trades into ``stores.ticks.write`` (one round trip for
+    both) in batches of at most ``batch_size`` values that flush when full or
+    ``flush_interval`` after their first value arrived. A trade counts as one value in the
+    batch, the buffer bound and the drop count. ``stores`` is
     opened with the tracker's ``publish_ticks`` and ``instance`` (see :func:`open_stores`)."""
 
     def __init__(self, stores: Stores, config: TrackerConfig,
@@ -82,13 +84,15 @@ class Writer:
         self.stream_maxlen = stream_maxlen
         self.heartbeat = Heartbeat.on(stores.heartbeats, tracker_component(config.instance),
                                       config.heartbeat_ttl, interval=config.stats_interval)
-        self.inbox: queue.SimpleQueue[list[Tick] | None] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[list[Tick | Trade] | None] = queue.SimpleQueue()
         self.inbox_limit = max(2 * config.batch_size, INBOX_MIN)
         self.room = threading.Event()
-        self.pending: deque[Tick] = deque()
+        self.pending: deque[Tick | Trade] = deque()
         self.pending_since = 0.0
         self.events: deque[TriggerEvent] = deque()
-        self.written = 0
+        self.written = 0  # ticks
+        self.written_trades = 0
+        self.written_values = 0  # series values, sizes and trades sent to Redis
         self.dropped = DropLog()
         self.unlogged_drops = 0
         self.latency = Latency()
@@ -107,8 +111,8 @@ class Writer:
         self.thread = threading.Thread(target=self._run, name="tracker-writer", daemon=True)
 
     # ------------------------------------------------------------------ feed side
-    def submit(self, ticks: list[Tick]) -> None:
-        """Hand over one frame's ticks. When the writer falls behind a feed faster than
+    def submit(self, ticks: list[Tick | Trade]) -> None:
+        """Hand over one frame's ticks and trades. When the writer falls behind a feed faster than
         Redis (a replay at full speed), the feed waits here, so the backlog and with it the
         latency stay bounded and TCP slows the sender."""
         self.inbox.put(ticks)
@@ -203,8 +207,12 @@ class Writer:
         size = self.config.batch_size
         while self.pending:
             batch = [self.pending.popleft() for _ in range(min(size, len(self.pending)))]
+            ticks: list[Tick] = []
+            trades: list[Trade] = []
+            for item in batch:
+                (trades if item.__class__ is Trade else ticks).append(item)
             try:
-                self.stores.ticks.write(batch)
+                values = self.stores.ticks.write(ticks, trades)
             except (redis.RedisError, OSError) as exc:
                 self.pending.extendleft(reversed(batch))
                 if not self._misconfigured(exc):
@@ -218,7 +226,9 @@ class Writer:
             acked = time.time_ns()
             self.latency.add_batch(batch, acked)
             self.window.add_batch(batch, acked)
-            self.written += len(batch)
+            self.written += len(ticks)
+            self.written_trades += len(trades)
+            self.written_values += values
             self._redis_back()
 
     def _misconfigured(self, exc: BaseException) -> bool:
@@ -318,7 +328,8 @@ class Writer:
         return {
             "exchanges": " ".join(feed.exchange for feed in self.feeds),
             "connected": " ".join(feed.exchange for feed in self.feeds if feed.connected),
-            "written": self.written, "buffered": len(self.pending),
+            "written": self.written, "written_trades": self.written_trades,
+            "buffered": len(self.pending),
             "dropped": self.dropped.total,
             "latency_p50_ms": "" if p50 is None else round(p50, 1),
             "latency_p99_ms": "" if p99 is None else round(p99, 1),
@@ -343,5 +354,5 @@ class Writer:
             self.heartbeat.clear()
         except (redis.RedisError, OSError) as exc:
             log.warning("heartbeat not cleared: %s", exc)
-        log.info("writer stopped: %d ticks written, %d dropped", self.written,
-                 self.dropped.total)
+        log.info("writer stopped: %d ticks and %d trades written, %d dropped", self.written,
+                 self.written_trades, self.dropped.total)
