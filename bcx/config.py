@@ -422,7 +422,10 @@ class WebConfig:
     stale_after: float = opt(60.0, _duration(1), "A series older than this counts as stale.")
     sse_keepalive: float = opt(15.0, _duration(1), "Keep-alive comment period on the SSE stream.")
     workers: int = opt(2, _int_min(1), "gunicorn worker processes.")
-    threads: int = opt(16, _int_min(1), "Threads per gunicorn worker (each SSE client holds one).")
+    threads: int = opt(100, _int_min(1), "Requests other than streams one gunicorn worker serves "
+                       "at once (gevent greenlets; added to max_streams).")
+    max_streams: int = opt(1000, _int_min(1), "Most open /api/v1.0/stream clients per web "
+                           "worker process; one more gets 503 with Retry-After.")
     heartbeat_ttl: float = opt(30.0, _duration(1),
                                "Lifetime of the web app's heartbeat key (written by gunicorn).")
 

@@ -9,6 +9,8 @@ from flask import Flask
 from bcx import config as configmod
 from bcx.keys import Keys
 from bcx.redisconn import from_config
+from bcx.store import Channels
+from web import sse
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -28,6 +30,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # One client per app from the factory every process uses (standalone, cluster or
     # Sentinel); its pool is shared by the app's threads, and it connects on first use.
     app.extensions["redis"] = from_config(cfg.redis, client_name="bcx-web")
+    # The live streams of this process share one Redis subscription (web/sse.py).
+    app.extensions["sse_hub"] = sse.Hub(Channels(app.extensions["redis"], app.config["BCX_KEYS"]),
+                                        app.config["BCX_KEYS"], cfg.web.max_streams,
+                                        cfg.redis.socket_timeout)
 
     from web import cors, errors, metrics
     from web.api import bp as api_bp

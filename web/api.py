@@ -14,7 +14,7 @@ from bcx import aggregate, query, rulebook
 from bcx import health as healthmod
 from bcx.config import FIELDS, Config
 from bcx.keys import Keys
-from bcx.store import AlertLog, Channels, RollupStore, RuleStore, Store, Stores, TradeStore
+from bcx.store import AlertLog, RollupStore, RuleStore, Store, Stores, TradeStore
 from bcx.timeutil import now_ms
 from web import openapi, params, sse
 from web.errors import error_response
@@ -237,18 +237,22 @@ def health() -> tuple[Response, int]:
 
 
 @bp.get("/stream")
-def stream() -> Response:
+def stream() -> Response | tuple[Response, int]:
     args = _args("series")
     wanted = params.series_filter(args, "series")
-    cfg = _cfg()
-    subscription = sse.subscribe(Channels(_connection(), _keys()), _keys(),
-                                 cfg.redis.socket_timeout)
-    response = Response(sse.events(subscription, _keys(), wanted, cfg.web.sse_keepalive),
+    hub: sse.Hub = current_app.extensions["sse_hub"]
+    try:
+        client = hub.join(wanted, sse.client_socket(request.environ))
+    except sse.StreamsFull as exc:
+        refused, status = error_response(503, f"{exc}; try again shortly")
+        refused.headers["Retry-After"] = str(sse.RETRY_AFTER_S)
+        return refused, status
+    response = Response(sse.events(hub, client, _cfg().web.sse_keepalive),
                         mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # proxies must pass events on at once
     # A body the server never started iterating is closed without running its finally.
-    response.call_on_close(subscription.close)
+    response.call_on_close(lambda: hub.leave(client))
     return response
 
 

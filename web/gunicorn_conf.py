@@ -1,8 +1,14 @@
 """gunicorn settings for the web app: ``gunicorn -c web/gunicorn_conf.py web.wsgi:app``.
 
-Bind address, workers and threads come from ``[web]`` of bcx.conf. The gthread worker lets an
-SSE client hold one thread for as long as it listens while the worker's main thread keeps
-heartbeating, so long-lived streams are never mistaken for a hung worker.
+Bind address, workers and connections come from ``[web]`` of bcx.conf. The gevent worker
+(gunicorn monkey-patches each worker before loading the app) serves every request and every
+SSE stream as a greenlet: an open stream costs a socket and a small queue, not a thread, and
+all the streams of a worker share one Redis subscription (web/sse.py). A worker takes
+``max_streams`` streams plus ``threads`` other requests at once; a stream past ``max_streams``
+is refused with 503, so the pool never fills with streams and other requests never wait.
+
+Nothing here imports redis or ssl: the master must not load them before gevent patches the
+workers it forks, so the liveness hooks import their module when called.
 """
 
 from __future__ import annotations
@@ -25,17 +31,16 @@ from prometheus_client import multiprocess  # noqa: E402 - after the directory i
 
 from bcx import config as configmod
 from bcx.secrets import Redactor, install_log_filter
-from web import liveness
 
 _cfg = configmod.load()
 _web = _cfg.web
 
 bind = _web.bind
 workers = _web.workers
-threads = _web.threads
-worker_class = "gthread"
-# A worker that stops heartbeating this long is restarted; with gthread a busy request
-# thread (an open stream) does not stop the heartbeat.
+worker_class = "gevent"
+worker_connections = _web.max_streams + _web.threads
+# A worker that stops heartbeating this long is restarted; streams wait in greenlets, which do
+# not hold up the heartbeat.
 timeout = 30
 # On SIGTERM streams get this long to end before their worker is killed.
 graceful_timeout = 10
@@ -46,9 +51,18 @@ limit_request_fields = 50
 accesslog = "-"
 errorlog = "-"
 
-# The "web" heartbeat that bcx status and the services check (web/liveness.py).
-worker_exit = liveness.worker_exit
-on_exit = liveness.on_exit
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """The "web" heartbeat that bcx status and the services check (web/liveness.py)."""
+    from web import liveness
+
+    liveness.worker_exit(server, worker)
+
+
+def on_exit(server: Any) -> None:
+    from web import liveness
+
+    liveness.on_exit(server)
 
 
 def _scrub_logs() -> None:
@@ -64,6 +78,8 @@ def on_starting(server: Any) -> None:
 def post_worker_init(worker: Any) -> None:
     # Again in each worker: a reload (SIGHUP) gives gunicorn new log handlers.
     _scrub_logs()
+    from web import liveness
+
     liveness.post_worker_init(worker)
 
 

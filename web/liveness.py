@@ -18,8 +18,9 @@ from bcx.store import Heartbeats
 
 log = logging.getLogger(__name__)
 COMPONENT = "web"
-# Per process: set when the worker exits so its beat thread ends with it.
-_stopping = threading.Event()
+# Per worker: set when it exits so its beat thread ends with it. Made in the worker, after
+# gevent has patched threading (an Event of the master would block the whole worker).
+_stopping: threading.Event | None = None
 
 
 def _heartbeat(cfg: configmod.Config) -> Heartbeat:
@@ -40,16 +41,19 @@ def beat_until_stopped(heartbeat: Heartbeat, interval: float, stop: threading.Ev
 
 def post_worker_init(worker: Any) -> None:
     """gunicorn hook: the worker has loaded the app, so it can serve; start beating."""
+    global _stopping
     cfg = configmod.load()
     heartbeat = _heartbeat(cfg)
     interval = max(0.5, cfg.web.heartbeat_ttl / 3)
+    _stopping = threading.Event()
     threading.Thread(target=beat_until_stopped, args=(heartbeat, interval, _stopping),
                      name="bcx-web-heartbeat", daemon=True).start()
 
 
 def worker_exit(server: Any, worker: Any) -> None:
     """gunicorn hook, in the worker: stop its beat thread."""
-    _stopping.set()
+    if _stopping is not None:
+        _stopping.set()
 
 
 def on_exit(server: Any) -> None:

@@ -358,7 +358,9 @@ def document(cfg: Config) -> dict[str, Any]:
                         {"type": "string"})],
                 {"200": {"description": "An event stream",
                          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                 "400": BAD_PARAM})},
+                 "400": BAD_PARAM,
+                 "503": _error("This worker already serves [web] max_streams streams "
+                               "(Retry-After), or Redis is unavailable.")})},
             "/openapi.json": {"get": _op("This document.", [], {
                 "200": {"description": "OpenAPI 3", "content": {"application/json": {
                     "schema": {"type": "object"}}}}})},

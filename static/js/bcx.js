@@ -112,10 +112,20 @@ const BCX = (() => {
   function live(kind, callback) {
     listeners[kind].push(callback);
     if (source) return;
+    connect();
+    // Closing before unload keeps the browser from reporting the aborted stream as an error.
+    window.addEventListener("pagehide", () => source.close());
+  }
+
+  function connect() {
     source = new EventSource(API + "/stream");
     const dot = document.getElementById("live");
     source.addEventListener("open", () => dot && dot.classList.add("on"));
-    source.addEventListener("error", () => dot && dot.classList.remove("on"));
+    source.addEventListener("error", () => {
+      if (dot) dot.classList.remove("on");
+      // A refused stream (503: the server is full) is not retried by EventSource itself.
+      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
+    });
     source.addEventListener("tick", (event) => {
       const batch = JSON.parse(event.data);
       for (const item of Array.isArray(batch) ? batch : [batch]) {
@@ -126,8 +136,6 @@ const BCX = (() => {
       const alert = JSON.parse(event.data);
       for (const fn of listeners.alert) fn(alert);
     });
-    // Closing before unload keeps the browser from reporting the aborted stream as an error.
-    window.addEventListener("pagehide", () => source.close());
   }
 
   function setupHighcharts() {
