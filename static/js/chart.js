@@ -254,13 +254,17 @@
           min: 0 }],
       tooltip: { split: false, shared: true, valueDecimals: places,
         xDateFormat: "%Y-%m-%d %H:%M:%S.%L" },
-      plotOptions: { series: { animation: false, dataGrouping: { enabled: false },
+      // Lines and the band are grouped to the pixel (close / bid-low ask-high per group):
+      // a redraw then costs the pixels on show, not the points, so live updates stay cheap.
+      plotOptions: { series: { animation: false,
+        dataGrouping: { enabled: true, groupPixelWidth: 2, approximation: "close" },
         states: { inactive: { opacity: 1 }, hover: { enabled: false } },
         compare: view.compare.length ? "percent" : undefined, compareBase: 0 } },
       series: [
         // The band's edges are drawn too: at 60,000 a 0.01 spread fills no pixel, but its
         // bid and ask lines still show where the book is; the spread pane shows its width.
         { id: "band", type: "arearange", name: "Bid / ask", data: initial.band,
+          dataGrouping: { approximation: "range" },
           color: color("--band") || "#8fb3ef", fillOpacity: 0.35, lineWidth: 1, step: "left",
           compare: undefined,
           tooltip: { pointFormatter() {
@@ -271,8 +275,10 @@
           color: color("--fg") || "#1d2330", step: "left", lineWidth: 1.5,
           marker: { enabled: initial.price.length < 3, radius: 3 } },
         { id: "candles", type: "candlestick", name: "Candles", data: [],
+          dataGrouping: { enabled: false },
           color: "#c0362c", upColor: "#12805c", lineColor: "#888", upLineColor: "#888" },
         { id: "volume", type: "column", name: "Volume", data: [], yAxis: "volume-axis",
+          dataGrouping: { enabled: false },
           color: "#7f8ea3", visible: false, showInLegend: false, compare: undefined },
         { id: "spread", type: "area", name: "Spread (bp)", data: [], yAxis: "spread-axis",
           step: "left", color: "#9a5b00", fillOpacity: 0.25, lineWidth: 1, compare: undefined,
