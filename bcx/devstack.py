@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,19 @@ from bcx.secrets import Redactor, install_log_filter
 
 log = logging.getLogger("bcx.devstack")
 PRIVATE_PORT = 6379
+# honcho's exit status once it has stopped every process on our SIGINT/SIGTERM: 0, or that of
+# a component ended by the signal (128 + signal number, or -signal).
+STOPPED_CODES = frozenset({0, 130, 143, -signal.SIGINT, -signal.SIGTERM})
+
+
+def control_socket_args(existing: str, var: Path) -> str:
+    """gunicorn's command-line options with a control socket private to this stack
+    (``var/gunicorn.ctl``): gunicorn's default, one path per user, collides between two stacks
+    on one host. An explicit ``--control-socket``/``--no-control-socket`` is kept."""
+    if "--control-socket" in existing or "--no-control-socket" in existing:
+        return existing
+    path = (var / "gunicorn.ctl").resolve()
+    return f"{existing} --control-socket {shlex.quote(str(path))}".strip()
 
 
 def reachable(url: str) -> bool:
@@ -127,15 +141,27 @@ def main(argv: list[str] | None = None) -> int:
                  "redis://%s:%s%s (data in %s/redis, AOF on; password in %s/redis/password: "
                  "REDISCLI_AUTH=\"$(cat %s/redis/password)\" redis-cli -p %s)",
                  parts.hostname, parts.port, parts.path, var, var, var, parts.port)
+    env["GUNICORN_CMD_ARGS"] = control_socket_args(env.get("GUNICORN_CMD_ARGS", ""), var)
     honcho = [sys.executable, "-m", "honcho", "-f", args.procfile, "-d", ".", "start"]
     runner = subprocess.Popen(honcho, env=env)
+    stopping: list[int] = []
+
     # honcho stops the whole stack on SIGINT/SIGTERM; pass ours on so a signal aimed at this
     # process alone (a service manager, `timeout`) leaves nothing running.
-    forward = lambda signum, frame: runner.send_signal(signum)  # noqa: E731
+    def forward(signum: int, frame: object) -> None:
+        stopping.append(signum)
+        runner.send_signal(signum)
+
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
     try:
-        return runner.wait()
+        code = runner.wait()
+        if stopping and code in STOPPED_CODES:
+            # Asked to stop and every component stopped: a clean exit, so `make run` /
+            # `make demo` end without "Error 130" after Ctrl-C.
+            log.info("stack stopped")
+            return 0
+        return code
     finally:
         if redis_process is not None:
             redis_process.terminate()

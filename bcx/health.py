@@ -168,8 +168,10 @@ def report(stores: Stores, now_ms: int, stale_after_s: float, exchanges: Iterabl
     names = sorted(set(exchanges) | {split_series_id(item["series"])[0]
                                      for item in found.series})
     instances = tracker_instances(item.component for item in found.components)
+    # Gaps per symbol too: ``*`` holds those revealed by frames of channels not subscribed.
     return {**found.as_dict(), "redis": "up",
-            "exchanges": stores.tracker_stats.read(names, instances)}
+            "exchanges": stores.tracker_stats.read(names, instances),
+            "gaps": {name: gaps for name in names if (gaps := stores.tracker_stats.gaps(name))}}
 
 
 def _series_health(item: dict[str, Any], stale_after_s: float) -> dict[str, Any]:

@@ -242,7 +242,11 @@ def schemas(cfg: Config) -> dict[str, Any]:
                 ["series", "stale"])},
             "exchanges": {"type": "object", "description": "the tracker's feed statistics "
                           "per exchange (connected, frames, ticks, parse_errors, gaps, "
-                          "reconnects, …)", "additionalProperties": {"type": "object"}}},
+                          "reconnects, …)", "additionalProperties": {"type": "object"}},
+            "gaps": {"type": "object", "description": "sequence gaps per exchange and symbol; "
+                     "`*`: revealed by a frame of a channel not subscribed",
+                     "additionalProperties": {"type": "object", "additionalProperties": {
+                         "type": "integer"}}}},
             ["healthy", "reasons", "components", "series"]),
     }
 
@@ -344,8 +348,10 @@ def document(cfg: Config) -> dict[str, Any]:
                 "parameters": [{"name": "rule_id", "in": "path", "required": True,
                                 "schema": {"type": "string"}}],
                 "security": [{"bearer": []}]}},
-            "/health": {"get": _op("Component heartbeats and series staleness.", [], {
-                "200": _ok("Health", "Healthy"), "503": {
+            "/health": {"get": _op("Component heartbeats and series staleness.", [_query(
+                "always_200", "true: answer 200 even when unhealthy (`healthy` says which).",
+                {"type": "string", "enum": ["true", "false"]})], {
+                "200": _ok("Health", "Healthy"), "400": BAD_PARAM, "503": {
                     "description": "Unhealthy, or Redis unavailable",
                     "content": {"application/json": {"schema": {"oneOf": [
                         {"$ref": "#/components/schemas/Health"},

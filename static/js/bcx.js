@@ -106,55 +106,119 @@ const BCX = (() => {
   }
 
   let source = null;
-  const listeners = { tick: [], alert: [] };
+  let streamSeries = null;  // only these series' ticks (the stream's `series` filter), or all
+  const listeners = { tick: [], trade: [], alert: [] };
 
-  /** Subscribe to the live stream: kind "tick" gets each tick item, "alert" each event. */
-  function live(kind, callback) {
-    listeners[kind].push(callback);
-    if (source) return;
-    connect();
-    // Closing before unload keeps the browser from reporting the aborted stream as an error.
-    window.addEventListener("pagehide", () => source.close());
-  }
-
-  function connect() {
-    source = new EventSource(API + "/stream");
+  function openStream() {
+    const query = streamSeries ? `?series=${encodeURIComponent(streamSeries.join(","))}` : "";
+    source = new EventSource(API + "/stream" + query);
     const dot = document.getElementById("live");
     source.addEventListener("open", () => dot && dot.classList.add("on"));
     source.addEventListener("error", () => {
       if (dot) dot.classList.remove("on");
       // A refused stream (503: the server is full) is not retried by EventSource itself.
-      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
+      if (source.readyState === EventSource.CLOSED) setTimeout(openStream, 5000);
     });
-    source.addEventListener("tick", (event) => {
-      const batch = JSON.parse(event.data);
-      for (const item of Array.isArray(batch) ? batch : [batch]) {
-        for (const fn of listeners.tick) fn(item);
-      }
-    });
+    for (const kind of ["tick", "trade"]) {
+      source.addEventListener(kind, (event) => {
+        const batch = JSON.parse(event.data);
+        for (const item of Array.isArray(batch) ? batch : [batch]) {
+          for (const fn of listeners[kind]) fn(item);
+        }
+      });
+    }
     source.addEventListener("alert", (event) => {
       const alert = JSON.parse(event.data);
       for (const fn of listeners.alert) fn(alert);
     });
   }
 
+  /** Subscribe to the live stream: "tick" and "trade" get each item, "alert" each event. */
+  function live(kind, callback) {
+    listeners[kind].push(callback);
+    if (source) return;
+    openStream();
+    // Closing before unload keeps the browser from reporting the aborted stream as an error.
+    window.addEventListener("pagehide", () => source.close());
+  }
+
+  /** Narrow the stream to `series` (null: every series); reconnects when already open. */
+  function liveSeries(series) {
+    const next = series && series.length ? [...series].sort() : null;
+    if (JSON.stringify(next) === JSON.stringify(streamSeries)) return;
+    streamSeries = next;
+    if (source) {
+      source.close();
+      openStream();
+    }
+  }
+
+  // Dark mode follows the system setting unless the toggle chose one (kept in the browser).
+  const darkQuery = window.matchMedia("(prefers-color-scheme: dark)");
+  const themeChoice = () => localStorage.getItem("bcx-theme");
+  const isDark = () => (themeChoice() ? themeChoice() === "dark" : darkQuery.matches);
+
+  function applyTheme() {
+    document.documentElement.dataset.theme = isDark() ? "dark" : "light";
+    const toggle = document.getElementById("theme");
+    if (toggle) {
+      toggle.textContent = isDark() ? "☀" : "☾";
+      toggle.title = isDark() ? "Light mode" : "Dark mode";
+    }
+    setupHighcharts();
+  }
+
+  function toggleTheme() {
+    localStorage.setItem("bcx-theme", isDark() ? "light" : "dark");
+    // Charts take their colours when built: rebuild by reloading (the URL keeps the view).
+    window.location.reload();
+  }
+
   function setupHighcharts() {
     if (!window.Highcharts) return;
+    const dark = isDark();
+    const fg = dark ? "#d7dce5" : "#1d2330";
+    const muted = dark ? "#8b93a3" : "#667085";
+    const line = dark ? "#2c3340" : "#e4e7ec";
+    const bg = dark ? "#151922" : "#ffffff";
     Highcharts.setOptions({
       time: { timezone: tz },
       // 24-hour clock and day-month-year dates, whatever the page's language.
       lang: { locale: "en-GB", thousandsSep: "," },
+      chart: { backgroundColor: bg, style: { color: fg } },
+      title: { style: { color: fg } },
+      legend: { itemStyle: { color: fg }, itemHoverStyle: { color: muted } },
+      xAxis: { gridLineColor: line, lineColor: line, tickColor: line,
+        labels: { style: { color: muted } } },
+      yAxis: { gridLineColor: line, lineColor: line, tickColor: line,
+        labels: { style: { color: muted } }, title: { style: { color: muted } } },
+      tooltip: { backgroundColor: dark ? "#202634" : "#ffffff", style: { color: fg } },
+      loading: { style: { backgroundColor: bg } },
+      navigator: { maskFill: dark ? "rgba(120,150,210,0.18)" : "rgba(102,133,194,0.3)",
+        outlineColor: line, xAxis: { gridLineColor: line, labels: { style: { color: muted } } } },
+      scrollbar: { barBackgroundColor: line, trackBackgroundColor: bg, trackBorderColor: line,
+        buttonBackgroundColor: line, buttonArrowColor: muted, barBorderColor: line },
+      rangeSelector: {
+        buttonTheme: { fill: dark ? "#202634" : "#f7f7f7", style: { color: fg },
+          states: { hover: { fill: line }, select: { fill: dark ? "#34405a" : "#e6ebf5",
+            style: { color: fg } } } },
+        inputStyle: { color: fg, backgroundColor: bg }, labelStyle: { color: muted } },
     });
   }
 
+  applyTheme();
+  darkQuery.addEventListener("change", () => {
+    if (!themeChoice()) window.location.reload();
+  });
   document.addEventListener("DOMContentLoaded", () => {
+    applyTheme();
+    document.getElementById("theme")?.addEventListener("click", toggleTheme);
     const label = document.getElementById("tz");
     if (label) label.textContent = tzLabel();
     const stale = document.getElementById("stale-after");
     if (stale) stale.textContent = fmtAge(staleAfter);
   });
-  setupHighcharts();
 
   return { api, ApiError, decimals, precision, fmt, fmtTime, fmtAge, tz, tzLabel, el,
-    chartUrl, splitSeries, live, staleAfter };
+    chartUrl, splitSeries, live, liveSeries, staleAfter, isDark };
 })();

@@ -1,28 +1,49 @@
-/* The chart page: Highcharts Stock with the price line, the bid/ask band, candles for long
-   ranges, a navigator over the whole history, live ticks, a compared series and alert flags.
-   Each range is fetched from the API when the user selects it (afterSetExtremes). */
+/* The chart page: Highcharts Stock with the price line or candles at a chosen interval, the
+   bid/ask band (and the spread in its own pane, so it shows at any price level), volume under
+   the candles once trades exist, a navigator over the whole history, percentage comparison
+   with other series, alert flags and live ticks.
+
+   Live ticks are queued and drawn in one batch at most every FLUSH_MS, so a busy feed costs a
+   few redraws a second whatever its rate; the live part of each series is bounded (LIVE_MAX)
+   and a tick only appends to the band, never recomputes it. The range, line/candles, interval
+   and compared series are kept in the page's URL. */
 "use strict";
 
 (() => {
   const HOUR = 3600 * 1000;
   const DAY = 24 * HOUR;
-  const RAW_MAX_SPAN = DAY;          // longer ranges are drawn from candles
+  const RAW_MAX_SPAN = DAY;          // longer ranges are drawn from candles (auto interval)
   const RAW_LIMIT = 5000;            // points of one field fetched for one range
+  const LIVE_MAX = 2000;             // live points kept beyond a fetched range
+  const FLUSH_MS = 250;              // live ticks are drawn at most this often
   const TARGET_CANDLES = 500;
-  const INTERVALS = [60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400];  // seconds
+  const AUTO_INTERVALS = [60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400];  // seconds
+  const PICKS = { "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14400, "1d": 86400 };
+  const RANGES = { "1h": HOUR, "1d": DAY, "1w": 7 * DAY, "1mo": 30 * DAY };
+  const COLORS = ["#e07b00", "#8e44ad", "#16a085", "#c0392b", "#2c3e50"];
   const box = document.getElementById("chart");
   const exchange = box.dataset.exchange;
   const symbol = box.dataset.symbol;
   const seriesId = `${exchange}:${symbol}`;
   const latest = { price: null, bid: null, ask: null, time: null };
+  const url = new URL(window.location.href);
+  const view = {
+    type: url.searchParams.get("type") === "candles" ? "candles" : "line",
+    interval: PICKS[url.searchParams.get("interval")] ? url.searchParams.get("interval") : "auto",
+    range: url.searchParams.get("range") || "1h",
+    compare: (url.searchParams.get("compare") || "").split(",").filter(Boolean),
+  };
   let places = 2;
   let chart = null;
-  let mode = "raw";
-  let compared = null;   // series id shown on the second axis
-  let loading = 0;       // drops answers that a newer range request has superseded
-  let candleWidth = null;  // ms, while candles are shown: live ticks fold into their bucket
-  let lastCandle = null;   // [start, open, high, low, close] of the newest candle drawn
-  let lastBandTime = null; // time of the newest band point drawn
+  let first = null;        // time of the series' first stored tick
+  let shown = null;        // {mode, interval} of the range on show
+  let loading = 0;         // drops answers that a newer range request has superseded
+  let lastCandle = null;   // [start, open, high, low, close, volume] of the newest candle
+  let lastBandTime = null;
+  let hasVolume = false;
+  let queue = [];          // live items not drawn yet
+  let flushTimer = null;
+  let drawnTicks = 0;      // live ticks drawn so far (the tests and the bench read it)
 
   const path = (series) => {
     const [ex, sym] = BCX.splitSeries(series);
@@ -48,6 +69,10 @@
     return out;
   }
 
+  /** Spread in basis points of the mid: readable whether the price is 0.0001 or 60,000. */
+  const spreadBps = ([time, bid, ask]) =>
+    [time, bid + ask > 0 ? Number(((ask - bid) / ((ask + bid) / 2) * 1e4).toFixed(3)) : null];
+
   function intervalLabel(seconds) {
     const units = [[7 * 86400, "w"], [86400, "d"], [3600, "h"], [60, "min"], [1, "s"]];
     const [size, name] = units.find(([unit]) => seconds % unit === 0);
@@ -55,78 +80,139 @@
   }
 
   function intervalFor(span) {
-    return INTERVALS.find((s) => span / (s * 1000) <= TARGET_CANDLES)
-      || INTERVALS[INTERVALS.length - 1];
+    if (view.interval !== "auto") return PICKS[view.interval];
+    return AUTO_INTERVALS.find((s) => span / (s * 1000) <= TARGET_CANDLES)
+      || AUTO_INTERVALS[AUTO_INTERVALS.length - 1];
   }
 
-  /** One range of one series: raw points for short spans, candles for long ones. */
+  /** The newest points of a range (at most RAW_LIMIT), oldest first. */
+  async function raw(series, field, min, max) {
+    const data = await BCX.api(`${path(series)}/history`, { field, start: min, end: max,
+      limit: RAW_LIMIT, order: "desc" });
+    return { truncated: data.truncated, points: numeric(data.points.reverse()) };
+  }
+
+  /** One range of one series: raw points for a short line, else candles of an interval. */
   async function fetchRange(series, min, max, withBand) {
     const span = max - min;
-    const base = path(series);
-    if (span <= RAW_MAX_SPAN) {
-      // The newest points of the range when it holds more; drawn oldest first.
-      const get = (field) => BCX.api(`${base}/history`, { field, start: min, end: max,
-        limit: RAW_LIMIT, order: "desc" }).then((data) => ({ ...data,
-        points: data.points.reverse() }));
+    if (view.type === "line" && view.interval === "auto" && span <= RAW_MAX_SPAN) {
       const none = { points: [] };
-      const [price, bid, ask] = await Promise.all([get("price"),
-        withBand ? get("bid") : none, withBand ? get("ask") : none]);
-      return { mode: "raw", price: numeric(price.points), truncated: price.truncated,
+      const [price, bid, ask] = await Promise.all([raw(series, "price", min, max),
+        withBand ? raw(series, "bid", min, max) : none,
+        withBand ? raw(series, "ask", min, max) : none]);
+      return { mode: "raw", price: price.points, truncated: price.truncated,
         band: band(bid.points, ask.points), candles: [] };
     }
+    // Never more candles than the API gives for one request: a short interval over a long
+    // range shows its newest TARGET_CANDLES * 4.
     const interval = intervalFor(span);
-    const get = (field) => BCX.api(`${base}/ohlc`, { field, interval, start: min, end: max })
+    const start = Math.max(min, max - interval * 1000 * TARGET_CANDLES * 4);
+    const get = (field) => BCX.api(`${path(series)}/ohlc`, { field, interval, start, end: max })
       .then((data) => data.candles);
     const [price, bid, ask] = await Promise.all([get("price"),
       withBand ? get("bid") : [], withBand ? get("ask") : []]);
     const closes = (candles) => candles.map((c) => [c[0], c[4]]);
+    const candles = price.map((c) => [c[0], ...c.slice(1, 5).map(Number),
+      c.length > 5 && c[5] !== null ? Number(c[5]) : null]);
     return { mode: "candles", interval, price: numeric(closes(price)),
-      band: band(closes(bid), closes(ask)),
-      candles: price.map((c) => [c[0], ...c.slice(1, 5).map(Number)]) };
+      band: band(closes(bid), closes(ask)), candles, clipped: start > min };
+  }
+
+  function layout() {
+    // Price on top; volume (once any) and the spread in panes below.
+    const volume = hasVolume && shown && shown.mode === "candles";
+    const spread = !view.compare.length;
+    const lower = (volume ? 16 : 0) + (spread ? 14 : 0);
+    chart.yAxis[0].update({ height: `${100 - lower - (lower ? 2 : 0)}%` }, false);
+    chart.get("volume-axis").update({ visible: volume, top: `${100 - lower}%`,
+      height: volume ? "16%" : 0 }, false);
+    chart.get("spread-axis").update({ visible: spread, top: `${100 - (spread ? 14 : 0)}%`,
+      height: spread ? "14%" : 0 }, false);
+    chart.get("volume").setVisible(volume, false);
+    chart.get("spread").setVisible(spread, false);
   }
 
   function showRange(range) {
-    mode = range.mode;
-    candleWidth = range.mode === "candles" ? range.interval * 1000 : null;
+    const candles = view.type === "candles" && range.mode === "candles";
+    shown = { mode: range.mode, interval: range.interval };
     lastCandle = range.candles.length ? [...range.candles[range.candles.length - 1]] : null;
     lastBandTime = range.band.length ? range.band[range.band.length - 1][0] : null;
-    chart.get("price").setData(range.mode === "raw" ? range.price : [], false, false, false);
-    chart.get("candles").setData(range.candles, false, false, false);
-    chart.get("band").setData(range.band, false, false, false);
-    document.getElementById("mode").textContent = range.mode === "raw"
+    hasVolume = range.candles.some((c) => c[5]);
+    chart.get("price").setData(candles ? [] : range.price, false, false, false);
+    chart.get("candles").setData(candles ? range.candles.map((c) => c.slice(0, 5)) : [],
+      false, false, false);
+    chart.get("volume").setData(range.candles.map((c) => [c[0], c[5] || 0]), false, false,
+      false);
+    chart.get("band").setData(view.compare.length ? [] : range.band, false, false, false);
+    chart.get("spread").setData(range.band.map(spreadBps), false, false, false);
+    layout();
+    const what = range.mode === "raw"
       ? `Raw ticks: ${range.price.length} price${range.price.length === 1 ? "" : "s"}${
-        range.truncated
-        ? ", the latest of the range (zoom in for the rest)" : ""}.`
-      : `Candles of ${intervalLabel(range.interval)} (long range); band = bid/ask closes.`;
+        range.truncated ? ", the latest of the range (zoom in for the rest)" : ""}.`
+      : `${candles ? "Candles" : "Closes"} of ${intervalLabel(range.interval)}${
+        range.clipped ? " (the newest of the range: zoom in or pick a longer interval)" : ""};`
+        + " band = bid/ask closes.";
+    document.getElementById("mode").textContent = what
+      + (view.compare.length ? " Compared in % from the first point on show." : "");
   }
 
   async function loadExtremes(min, max) {
     const token = ++loading;
     chart.showLoading("Loading…");
     try {
-      const [own, other] = await Promise.all([fetchRange(seriesId, min, max, true),
-        compared ? fetchRange(compared, min, max, false) : null]);
+      const [own, ...others] = await Promise.all([fetchRange(seriesId, min, max, true),
+        ...view.compare.map((other) => fetchRange(other, min, max, false))]);
       if (token !== loading) return;
       showRange(own);
-      if (other && chart.get("compare")) chart.get("compare").setData(other.price, false);
+      view.compare.forEach((other, i) => chart.get(`compare-${other}`)
+        ?.setData(others[i].price, false, false, false));
       chart.redraw();
     } finally {
       if (token === loading) chart.hideLoading();
     }
   }
 
+  function reload() {
+    const { min, max } = chart.xAxis[0].getExtremes();
+    return loadExtremes(Math.round(min), Math.round(max));
+  }
+
   function afterSetExtremes(event) {
     // Only ranges the user picked are fetched; programmatic moves (live scrolling) are not.
     if (!event.trigger || event.min === undefined) return;
+    const button = event.rangeSelectorButton;
+    view.range = button ? button.text : `${Math.round(event.min)}~${Math.round(event.max)}`;
+    saveUrl();
     loadExtremes(Math.round(event.min), Math.round(event.max))
       .catch((error) => console.warn("chart:", error.message));
   }
 
-  /** When the series' stored history begins (the navigator spans from there). */
+  function saveUrl() {
+    const next = new URL(window.location.href);
+    const set = (name, value, fallback) => (value && value !== fallback
+      ? next.searchParams.set(name, value) : next.searchParams.delete(name));
+    set("range", view.range, "1h");
+    set("type", view.type, "line");
+    set("interval", view.interval, "auto");
+    set("compare", view.compare.join(","), "");
+    window.history.replaceState(null, "", next);
+  }
+
+  /** The initial [min, max] for the URL's range: "1h", "1d", "1w", "1mo", "all" or "A~B". */
+  function rangeExtremes(end) {
+    const fixed = /^(\d+)~(\d+)$/.exec(view.range);
+    if (fixed) return [Math.max(first, Number(fixed[1])), Math.min(end, Number(fixed[2]))];
+    if (view.range === "all") return [first, end];
+    return [Math.max(first, end - (RANGES[view.range] || HOUR)), end];
+  }
+
+  /** When the series' first stored tick was (the axis and navigator start there). */
   async function firstTime() {
-    const stats = await BCX.api(`${path(seriesId)}/stats`,
-      { field: "price", start: 0, end: latest.time });
-    return stats.first_time ?? latest.time;
+    for (const field of ["price", "bid", "ask"]) {
+      const data = await BCX.api(`${path(seriesId)}/history`, { field, limit: 1 });
+      if (data.points.length) return data.points[0][0];
+    }
+    return latest.time;
   }
 
   function flag(event) {
@@ -136,7 +222,9 @@
       color: firing ? "#c0362c" : "#12805c", fillColor: firing ? "#fde8e6" : "#dcfae6" };
   }
 
-  function build(overview, initial, flags, min) {
+  function build(overview, initial, flags, min, max) {
+    const css = getComputedStyle(document.documentElement);
+    const color = (name) => css.getPropertyValue(name).trim();
     chart = Highcharts.stockChart(box, {
       chart: { animation: false, zooming: { type: "x" } },
       loading: { hideDuration: 0, showDuration: 0 },
@@ -146,40 +234,60 @@
       rangeSelector: {
         buttons: [
           { type: "hour", count: 1, text: "1h" }, { type: "day", count: 1, text: "1d" },
-          { type: "week", count: 1, text: "1w" }, { type: "month", count: 1, text: "1m" },
-          { type: "all", text: "All" }],
+          { type: "week", count: 1, text: "1w" }, { type: "month", count: 1, text: "1mo" },
+          { type: "all", text: "all" }],
+        buttonTheme: { width: 32 },
         inputEnabled: window.innerWidth > 640, selected: null,
       },
       navigator: { adaptToUpdatedData: false,
         series: { id: "navigator-series", data: overview, type: "line",
           dataGrouping: { enabled: true } } },
       scrollbar: { liveRedraw: false },
-      xAxis: { ordinal: false, minRange: 1000, events: { afterSetExtremes },
-        min, max: latest.time || undefined },
+      xAxis: { ordinal: false, minRange: 1000, events: { afterSetExtremes }, min, max },
       yAxis: [
-        { labels: { align: "left" }, title: { text: symbol.split("-")[1] || "" },
-          height: "100%", opposite: true },
-        { labels: { align: "right", x: -4 }, title: { text: "" }, opposite: false,
-          visible: false }],
+        { id: "price-axis", labels: { align: "left" }, title: { text: symbol.split("-")[1] || "" },
+          height: "84%", opposite: true, resize: { enabled: true } },
+        { id: "volume-axis", labels: { align: "left" }, title: { text: "Volume" },
+          top: "84%", height: 0, offset: 0, opposite: true, visible: false },
+        { id: "spread-axis", labels: { align: "left", format: "{value} bp" },
+          title: { text: "Spread" }, top: "86%", height: "14%", offset: 0, opposite: true,
+          min: 0 }],
       tooltip: { split: false, shared: true, valueDecimals: places,
         xDateFormat: "%Y-%m-%d %H:%M:%S.%L" },
-      plotOptions: { series: { animation: false, dataGrouping: { enabled: false },
-        states: { inactive: { opacity: 1 } } } },
+      // Lines and the band are grouped to the pixel (close / bid-low ask-high per group):
+      // a redraw then costs the pixels on show, not the points, so live updates stay cheap.
+      plotOptions: { series: { animation: false,
+        dataGrouping: { enabled: true, groupPixelWidth: 2, approximation: "close" },
+        states: { inactive: { opacity: 1 }, hover: { enabled: false } },
+        compare: view.compare.length ? "percent" : undefined, compareBase: 0 } },
       series: [
+        // The band's edges are drawn too: at 60,000 a 0.01 spread fills no pixel, but its
+        // bid and ask lines still show where the book is; the spread pane shows its width.
         { id: "band", type: "arearange", name: "Bid / ask", data: initial.band,
-          color: "#8fb3ef", fillOpacity: 0.3, lineWidth: 0, step: "left",
+          dataGrouping: { approximation: "range" },
+          color: color("--band") || "#8fb3ef", fillOpacity: 0.35, lineWidth: 1, step: "left",
+          compare: undefined,
           tooltip: { pointFormatter() {
             return `<span style="color:${this.color}">●</span> Bid <b>${BCX.fmt(this.low,
               places)}</b> Ask <b>${BCX.fmt(this.high, places)}</b><br>`;
           } } },
-        { id: "price", type: "line", name: "Price", data: initial.price, color: "#1d2330",
-          step: "left", lineWidth: 1.5,
+        { id: "price", type: "line", name: "Price", data: initial.price,
+          color: color("--fg") || "#1d2330", step: "left", lineWidth: 1.5,
           marker: { enabled: initial.price.length < 3, radius: 3 } },
-        { id: "candles", type: "candlestick", name: "Candles", data: initial.candles,
-          color: "#c0362c", upColor: "#12805c", lineColor: "#555", upLineColor: "#555",
-          showInLegend: false },
+        { id: "candles", type: "candlestick", name: "Candles", data: [],
+          dataGrouping: { enabled: false },
+          color: "#c0362c", upColor: "#12805c", lineColor: "#888", upLineColor: "#888" },
+        { id: "volume", type: "column", name: "Volume", data: [], yAxis: "volume-axis",
+          dataGrouping: { enabled: false },
+          color: "#7f8ea3", visible: false, showInLegend: false, compare: undefined },
+        { id: "spread", type: "area", name: "Spread (bp)", data: [], yAxis: "spread-axis",
+          step: "left", color: "#9a5b00", fillOpacity: 0.25, lineWidth: 1, compare: undefined,
+          showInLegend: false, tooltip: { valueDecimals: 2, valueSuffix: " bp" } },
         { id: "alerts", type: "flags", name: "Alerts", data: flags, onSeries: "price",
           shape: "squarepin", width: 16, y: -40, allowOverlapX: true },
+        ...view.compare.map((other, i) => ({ id: `compare-${other}`, type: "line",
+          name: other, step: "left", data: [], color: COLORS[i % COLORS.length],
+          lineWidth: 1.2 })),
       ],
       responsive: { rules: [{ condition: { maxWidth: 640 }, chartOptions: {
         rangeSelector: { inputEnabled: false }, legend: { enabled: false } } }] },
@@ -189,73 +297,179 @@
   }
 
   function atRightEdge() {
-    const axis = chart.xAxis[0];
-    const { max, dataMax } = axis.getExtremes();
+    const { max, dataMax } = chart.xAxis[0].getExtremes();
     return max === undefined || dataMax === undefined || max >= dataMax - 1;
   }
 
   function onTick(item) {
-    if (item.series === compared && chart && chart.get("compare") && mode === "raw"
-        && item.price !== undefined) {
-      chart.get("compare").addPoint([item.time, Number(item.price)], false);
-      chart.redraw();
-    }
-    if (item.series !== seriesId) return;
-    const wasLive = !chart || atRightEdge();
-    for (const field of ["price", "bid", "ask"]) {
-      if (item[field] !== undefined) latest[field] = item[field];
-    }
-    latest.time = Math.max(latest.time || 0, item.time);
-    showLast();
-    if (!chart) return;
-    if (item.price !== undefined) {
-      chart.get("navigator-series")?.addPoint([item.time, Number(item.price)], false);
-      if (mode === "raw") chart.get("price").addPoint([item.time, Number(item.price)], false);
-    }
-    if (mode === "raw" && (item.bid !== undefined || item.ask !== undefined)
-        && latest.bid !== null && latest.ask !== null) {
-      chart.get("band").addPoint([item.time, Number(latest.bid), Number(latest.ask)], false);
-    }
-    if (mode === "candles") foldIntoCandles(item);
-    if (wasLive) {
-      const { min, max } = chart.xAxis[0].getExtremes();
-      if (max !== undefined && item.time > max) {
-        chart.xAxis[0].setExtremes(min + (item.time - max), item.time, false);
-      }
-    }
-    chart.redraw();
+    if (item.series !== seriesId && !view.compare.includes(item.series)) return;
+    queue.push(item);
+    if (flushTimer === null) flushTimer = setTimeout(flush, FLUSH_MS);
   }
 
-  /** Candle mode: a live tick moves the newest candle (and band point) of its bucket, or
-      opens the next one; a tick older than the newest candle is left to the next fetch. */
-  function foldIntoCandles(item) {
-    const start = Math.floor(item.time / candleWidth) * candleWidth;
-    if (item.price !== undefined && (lastCandle === null || start >= lastCandle[0])) {
-      const p = Number(item.price);
-      const same = lastCandle !== null && lastCandle[0] === start;
-      lastCandle = same ? [start, lastCandle[1], Math.max(lastCandle[2], p),
-        Math.min(lastCandle[3], p), p] : [start, p, p, p, p];
-      putNewest(chart.get("candles"), [...lastCandle], same);
+  function onTrade(item) {
+    if (item.series !== seriesId) return;
+    queue.push({ ...item, trade: true });
+    if (flushTimer === null) flushTimer = setTimeout(flush, FLUSH_MS);
+  }
+
+  /** Appends rows to a series, dropping its oldest beyond a fetched range plus LIVE_MAX. */
+  function append(series, rows) {
+    if (!rows.length) return;
+    const cap = RAW_LIMIT + LIVE_MAX;
+    const data = series.options.data;
+    const keep = Math.max(0, data.length + rows.length - cap);
+    if (keep > 0 || rows.length > 20) {
+      series.setData(data.slice(keep).concat(rows), false, false, false);
+    } else {
+      for (const row of rows) series.addPoint(row, false, false, false);
     }
-    if ((item.bid !== undefined || item.ask !== undefined) && latest.bid !== null
-        && latest.ask !== null && (lastBandTime === null || start >= lastBandTime)) {
-      putNewest(chart.get("band"), [start, Number(latest.bid), Number(latest.ask)],
-        lastBandTime === start);
-      lastBandTime = start;
+  }
+
+  /** Draws the queued live items: one batch, one redraw. */
+  function flush() {
+    flushTimer = null;
+    const items = queue;
+    queue = [];
+    if (!items.length) return;
+    let newest = latest.time;
+    const own = { price: [], band: [], nav: null };
+    const others = new Map();
+    for (const item of items) {
+      if (item.series !== seriesId) {
+        if (item.price !== undefined && shown && shown.mode === "raw") {
+          if (!others.has(item.series)) others.set(item.series, []);
+          others.get(item.series).push([item.time, Number(item.price)]);
+        }
+        continue;
+      }
+      if (item.trade) {
+        foldTrade(item);
+        continue;
+      }
+      for (const field of ["price", "bid", "ask"]) {
+        if (item[field] !== undefined) latest[field] = item[field];
+      }
+      newest = Math.max(newest || 0, item.time);
+      if (item.price !== undefined) {
+        own.price.push([item.time, Number(item.price)]);
+        own.nav = [item.time, Number(item.price)];
+      }
+      if ((item.bid !== undefined || item.ask !== undefined) && latest.bid !== null
+          && latest.ask !== null) own.band.push([item.time, Number(latest.bid),
+        Number(latest.ask)]);
+      drawnTicks += 1;
+    }
+    latest.time = newest;
+    showLast();
+    if (!chart) return;
+    const wasLive = atRightEdge();
+    if (own.nav) chart.get("navigator-series")?.addPoint(own.nav, false, false, false);
+    if (shown.mode === "raw") {
+      append(chart.get("price"), own.price);
+      if (!view.compare.length) append(chart.get("band"), own.band);
+      append(chart.get("spread"), own.band.map(spreadBps));
+      for (const [other, rows] of others) append(chart.get(`compare-${other}`), rows);
+    } else {
+      for (const row of own.price) foldPrice(row);
+      if (own.band.length) foldBand(own.band[own.band.length - 1]);
+    }
+    if (wasLive && newest !== null) {
+      const { min, max } = chart.xAxis[0].getExtremes();
+      if (max !== undefined && newest > max) {
+        chart.xAxis[0].setExtremes(min + (newest - max), newest, false);
+      }
+    }
+    chart.redraw(false);
+    document.body.dataset.drawn = String(drawnTicks);
+  }
+
+  const bucketOf = (time) => Math.floor(time / (shown.interval * 1000)) * shown.interval * 1000;
+
+  /** Candle mode: a live price moves the newest candle of its bucket or opens the next one;
+      one older than the newest candle is left to the next fetch. */
+  function foldPrice([time, p]) {
+    const start = bucketOf(time);
+    if (lastCandle !== null && start < lastCandle[0]) return;
+    const same = lastCandle !== null && lastCandle[0] === start;
+    lastCandle = same ? [start, lastCandle[1], Math.max(lastCandle[2], p),
+      Math.min(lastCandle[3], p), p, lastCandle[5]] : [start, p, p, p, p, null];
+    if (view.type === "candles") {
+      putNewest(chart.get("candles"), lastCandle.slice(0, 5), same);
+    } else {
+      putNewest(chart.get("price"), [start, p], same);
+    }
+  }
+
+  function foldBand([time, bid, ask]) {
+    const start = bucketOf(time);
+    if (lastBandTime !== null && start < lastBandTime) return;
+    const same = lastBandTime === start;
+    if (!view.compare.length) putNewest(chart.get("band"), [start, bid, ask], same);
+    putNewest(chart.get("spread"), spreadBps([start, bid, ask]), same);
+    lastBandTime = start;
+  }
+
+  /** A live trade adds its size to the volume of its candle. */
+  function foldTrade(item) {
+    const size = Number(item.size ?? item.amount);
+    if (!shown || shown.mode !== "candles" || !Number.isFinite(size)) return;
+    const start = bucketOf(item.time);
+    const volume = chart.get("volume");
+    const data = volume.options.data;
+    const last = data.length ? data[data.length - 1] : null;
+    if (last && last[0] > start) return;
+    const same = last !== null && last[0] === start;
+    putNewest(volume, [start, (same ? last[1] : 0) + size], same);
+    if (!hasVolume) {
+      hasVolume = true;
+      layout();
     }
   }
 
   /** Appends `row`, first removing the series' newest point when `replace` (same bucket). */
   function putNewest(series, row, replace) {
-    if (replace) series.removePoint(series.options.data.length - 1, false);
-    series.addPoint(row, false);
+    if (replace && series.options.data.length) {
+      series.removePoint(series.options.data.length - 1, false, false);
+    }
+    series.addPoint(row, false, false, false);
   }
 
   function showLast() {
     places = Math.max(places, BCX.precision(latest.price, latest.bid, latest.ask));
-    document.getElementById("last").textContent = latest.price === null ? ""
-      : `${BCX.fmt(latest.price, places)}  (bid ${BCX.fmt(latest.bid, places)} / ask ${
-        BCX.fmt(latest.ask, places)})`;
+    const head = document.getElementById("last");
+    if (latest.price !== null) {
+      head.textContent = `${BCX.fmt(latest.price, places)}  (bid ${BCX.fmt(latest.bid,
+        places)} / ask ${BCX.fmt(latest.ask, places)})`;
+    } else if (latest.bid !== null || latest.ask !== null) {
+      // Quotes but no trades: the mid stands in for a price, and says so.
+      const mid = latest.bid !== null && latest.ask !== null
+        ? (Number(latest.bid) + Number(latest.ask)) / 2 : null;
+      head.textContent = `mid ${BCX.fmt(mid, places + 1)}  (bid ${BCX.fmt(latest.bid,
+        places)} / ask ${BCX.fmt(latest.ask, places)}; no trades yet)`;
+    } else {
+      head.textContent = "";
+    }
+  }
+
+  function controls() {
+    const type = document.getElementById("type");
+    const interval = document.getElementById("interval");
+    type.value = view.type;
+    interval.value = view.interval;
+    type.addEventListener("change", () => {
+      view.type = type.value;
+      changed();
+    });
+    interval.addEventListener("change", () => {
+      view.interval = interval.value;
+      changed();
+    });
+  }
+
+  function changed() {
+    saveUrl();
+    if (chart) reload().catch((error) => console.warn("chart:", error.message));
   }
 
   async function fillCompare() {
@@ -265,25 +479,51 @@
       if (item.series !== seriesId) select.append(BCX.el("option", { value: item.series },
         item.series));
     }
-    select.addEventListener("change", () => compare(select.value)
-      .catch((error) => console.warn("compare:", error.message)));
+    select.addEventListener("change", () => {
+      if (select.value && !view.compare.includes(select.value)) {
+        setCompare([...view.compare, select.value]);
+      }
+      select.value = "";
+    });
+    showCompared();
   }
 
-  async function compare(other) {
-    chart.get("compare")?.remove(false);
-    compared = other || null;
-    chart.yAxis[1].update({ visible: Boolean(compared), title: { text: compared || "" } }, false);
-    if (compared) {
-      const { min, max } = chart.xAxis[0].getExtremes();
-      const range = await fetchRange(compared, Math.round(min), Math.round(max), false);
-      chart.addSeries({ id: "compare", type: "line", name: compared, yAxis: 1, step: "left",
-        data: range.price, color: "#e07b00", lineWidth: 1.2 }, false);
+  function showCompared() {
+    const list = document.getElementById("compared");
+    list.replaceChildren(...view.compare.map((other) => BCX.el("span", { class: "chip" },
+      other, " ", (() => {
+        const button = BCX.el("button", { type: "button", title: `stop comparing ${other}`,
+          "aria-label": `remove ${other}` }, "×");
+        button.addEventListener("click", () => setCompare(view.compare
+          .filter((name) => name !== other)));
+        return button;
+      })())));
+  }
+
+  /** Compares the series with `others` in percent (none: the absolute price again). */
+  function setCompare(others) {
+    for (const old of view.compare) chart.get(`compare-${old}`)?.remove(false);
+    view.compare = others;
+    chart.update({ plotOptions: { series: { compare: others.length ? "percent" : null } } },
+      false);
+    for (const id of ["band", "spread", "volume"]) {
+      chart.get(id).update({ compare: null }, false);
     }
-    chart.redraw();
+    others.forEach((other, i) => chart.addSeries({ id: `compare-${other}`, type: "line",
+      name: other, step: "left", data: [], color: COLORS[i % COLORS.length],
+      lineWidth: 1.2 }, false));
+    chart.get("price-axis").update({ labels: { format: others.length ? "{value}%" : undefined },
+      title: { text: others.length ? "%" : symbol.split("-")[1] || "" } }, false);
+    showCompared();
+    BCX.liveSeries([seriesId, ...others]);
+    changed();
   }
 
   async function start() {
+    controls();
+    BCX.liveSeries([seriesId, ...view.compare]);
     BCX.live("tick", onTick);
+    BCX.live("trade", onTrade);
     BCX.live("alert", (event) => {
       if (event.series !== seriesId || !chart) return;
       chart.get("alerts").addPoint(flag(event));
@@ -307,17 +547,29 @@
     let overview = [];
     let initial = { mode: "raw", price: [], band: [], candles: [] };
     let min;
+    let max;
     if (latest.time !== null) {
-      const first = await firstTime();
+      first = await firstTime();
       const end = latest.time;
-      min = Math.max(first, end - HOUR);
+      [min, max] = rangeExtremes(end);
+      const whole = { ...view };
       [overview, initial] = await Promise.all([
-        fetchRange(seriesId, first, end, false).then((range) => range.price),
-        fetchRange(seriesId, min, end, true)]);
+        navigatorLine(first, end, whole),
+        fetchRange(seriesId, min, max, true)]);
     }
-    build(overview, initial, alerts, min);
+    build(overview, initial, alerts, min, max);
+    if (view.compare.length) setCompare(view.compare);
     await fillCompare();
     document.body.dataset.ready = "1";
+  }
+
+  /** The navigator's line over the whole history: raw when short, else hourly-ish closes. */
+  async function navigatorLine(from, end) {
+    if (end - from <= RAW_MAX_SPAN) return (await raw(seriesId, "price", from, end)).points;
+    const interval = AUTO_INTERVALS.find((s) => (end - from) / (s * 1000) <= 1000) || 86400;
+    const data = await BCX.api(`${path(seriesId)}/ohlc`, { field: "price", interval,
+      start: from, end });
+    return data.candles.map((c) => [c[0], Number(c[4])]);
   }
 
   start().catch((error) => {

@@ -1,12 +1,23 @@
-/* The overview: one row per series with its latest values, age and a live sparkline. */
+/* The overview: one row per series with its latest values, 24 h change, age and a live
+   sparkline; columns sort on a click, a search box filters, starred series (kept in the
+   browser) come first. Live ticks update the rows in batches, a few times a second. */
 "use strict";
 
 (() => {
   const SPARK_SPAN_MS = 3600 * 1000;
   const SPARK_MAX_POINTS = 600;
+  const DAY_MS = 86400 * 1000;
+  const FLUSH_MS = 500;
+  const FAVOURITES = "bcx-favourites";
   const tbody = document.querySelector("#series-table tbody");
+  const search = document.getElementById("search");
   const rows = new Map();  // series -> {tr, cells, state, spark}
+  const favourites = new Set(JSON.parse(localStorage.getItem(FAVOURITES) || "[]"));
+  const params = new URLSearchParams(window.location.search);
+  const sort = { key: params.get("sort") || "series", dir: params.get("dir") === "desc" ? -1 : 1 };
   let started = false;
+  let queue = [];
+  let flushTimer = null;
 
   function sparkline(container, points, places) {
     return Highcharts.chart(container, {
@@ -25,10 +36,18 @@
     });
   }
 
+  function saveFavourites() {
+    localStorage.setItem(FAVOURITES, JSON.stringify([...favourites].sort()));
+  }
+
   function addRow(item) {
+    const star = BCX.el("button", { type: "button", class: "fav", title: "Star: list first",
+      "aria-label": `star ${item.series}` }, "☆");
     const cells = {
-      series: BCX.el("td", {}, BCX.el("a", { href: BCX.chartUrl(item.series) }, item.series)),
+      series: BCX.el("td", { class: "series" }, star, " ",
+        BCX.el("a", { href: BCX.chartUrl(item.series) }, item.series)),
       price: BCX.el("td", { class: "num price" }),
+      change: BCX.el("td", { class: "num change" }),
       bid: BCX.el("td", { class: "num bid" }),
       ask: BCX.el("td", { class: "num ask" }),
       spread: BCX.el("td", { class: "num spread" }),
@@ -38,13 +57,73 @@
     const holder = BCX.el("div", { class: "sparkline" });
     cells.spark.append(holder);
     const tr = BCX.el("tr", { dataset: { series: item.series } }, ...Object.values(cells));
-    // Keep rows in series order, as the API lists them.
-    const after = [...rows.keys()].sort().find((name) => name > item.series);
-    tbody.insertBefore(tr, after ? rows.get(after).tr : null);
-    const row = { tr, cells, holder, spark: null, state: { series: item.series } };
+    const row = { tr, cells, holder, star, spark: null, state: { series: item.series },
+      dayOpen: null };
+    star.addEventListener("click", () => {
+      if (favourites.has(item.series)) favourites.delete(item.series);
+      else favourites.add(item.series);
+      saveFavourites();
+      renderStar(row);
+      order();
+    });
+    renderStar(row);
     rows.set(item.series, row);
+    tbody.append(tr);
     document.getElementById("empty").hidden = true;
     return row;
+  }
+
+  function renderStar(row) {
+    const on = favourites.has(row.state.series);
+    row.star.textContent = on ? "★" : "☆";
+    row.star.classList.toggle("on", on);
+    row.tr.classList.toggle("favourite", on);
+  }
+
+  const change = (row) => (row.dayOpen && row.state.price !== undefined
+    && row.state.price !== null ? (Number(row.state.price) / row.dayOpen - 1) * 100 : null);
+
+  function value(row, key) {
+    const s = row.state;
+    if (key === "series") return s.series;
+    if (key === "change") return change(row);
+    if (key === "age") return s.time ? -s.time : null;
+    if (key === "spread") {
+      return s.bid != null && s.ask != null ? Number(s.ask) - Number(s.bid) : null;
+    }
+    return s[key] != null ? Number(s[key]) : null;
+  }
+
+  /** Starred rows first, then by the chosen column; empty values last either way. */
+  function order() {
+    const sorted = [...rows.values()].sort((a, b) => {
+      const fav = favourites.has(b.state.series) - favourites.has(a.state.series);
+      if (fav) return fav;
+      const x = value(a, sort.key);
+      const y = value(b, sort.key);
+      if (x === y) return a.state.series < b.state.series ? -1 : 1;
+      if (x === null) return 1;
+      if (y === null) return -1;
+      return (x < y ? -1 : 1) * sort.dir;
+    });
+    sorted.forEach((row, i) => {
+      if (tbody.children[i] !== row.tr) tbody.insertBefore(row.tr, tbody.children[i] || null);
+    });
+    for (const th of document.querySelectorAll("#series-table th[data-sort]")) {
+      th.setAttribute("aria-sort", th.dataset.sort !== sort.key ? "none"
+        : sort.dir > 0 ? "ascending" : "descending");
+    }
+  }
+
+  function filter() {
+    const words = search.value.trim().toLowerCase().split(/\s+/).filter(Boolean);
+    let shown = 0;
+    for (const row of rows.values()) {
+      const hit = words.every((word) => row.state.series.toLowerCase().includes(word));
+      row.tr.hidden = !hit;
+      shown += hit;
+    }
+    document.getElementById("no-match").hidden = shown > 0 || rows.size === 0;
   }
 
   function render(row) {
@@ -57,6 +136,11 @@
     const spread = (s.bid !== undefined && s.ask !== undefined && s.bid !== null
       && s.ask !== null) ? Number(s.ask) - Number(s.bid) : null;
     row.cells.spread.textContent = spread === null ? "–" : BCX.fmt(spread, places);
+    const pct = change(row);
+    row.cells.change.textContent = pct === null ? "–"
+      : `${pct > 0 ? "+" : ""}${pct.toFixed(2)} %`;
+    row.cells.change.classList.toggle("pos", pct !== null && pct > 0);
+    row.cells.change.classList.toggle("neg", pct !== null && pct < 0);
     renderAge(row);
   }
 
@@ -74,33 +158,83 @@
     const end = row.state.time;
     let points = [];
     if (end) {
-      const data = await BCX.api(`/series/${exchange}/${symbol}/history`, {
-        field: "price", start: end - SPARK_SPAN_MS, end, limit: SPARK_MAX_POINTS,
-        order: "desc" });
-      points = data.points.reverse().map(([ms, value]) => [ms, Number(value)]);
+      const base = `/series/${exchange}/${symbol}/history`;
+      // The last hour for the sparkline; the first price of the last 24 h for the change.
+      const [hour, day] = await Promise.all([
+        BCX.api(base, { field: "price", start: end - SPARK_SPAN_MS, end,
+          limit: SPARK_MAX_POINTS, order: "desc" }),
+        BCX.api(base, { field: "price", start: end - DAY_MS, end, limit: 1 })]);
+      points = hour.points.reverse().map(([ms, price]) => [ms, Number(price)]);
+      row.dayOpen = day.points.length ? Number(day.points[0][1]) || null : null;
+      render(row);
     }
     row.spark = sparkline(row.holder, points, row.places || 0);
   }
 
   function onTick(item) {
-    let row = rows.get(item.series);
-    const fresh = !row;
-    if (fresh) row = addRow(item);
-    const s = row.state;
-    for (const field of ["price", "bid", "ask"]) {
-      if (item[field] !== undefined) s[field] = item[field];
+    queue.push(item);
+    if (flushTimer === null) flushTimer = setTimeout(flush, FLUSH_MS);
+  }
+
+  function flush() {
+    flushTimer = null;
+    const items = queue;
+    queue = [];
+    const touched = new Map();  // row -> newest price point of the batch
+    for (const item of items) {
+      let row = rows.get(item.series);
+      const fresh = !row;
+      if (fresh) row = addRow(item);
+      const s = row.state;
+      for (const field of ["price", "bid", "ask"]) {
+        if (item[field] !== undefined) s[field] = item[field];
+      }
+      s.time = Math.max(s.time || 0, item.time);
+      if (fresh && started) {
+        loadSparkline(row).catch((error) => console.warn(error.message));
+        filter();
+      }
+      if (!touched.has(row)) touched.set(row, null);
+      if (item.price !== undefined) touched.set(row, [item.time, Number(item.price)]);
     }
-    s.time = Math.max(s.time || 0, item.time);
-    render(row);
-    if (fresh && started) loadSparkline(row).catch((error) => console.warn(error.message));
-    if (row.spark && item.price !== undefined) {
-      const series = row.spark.series[0];
-      series.addPoint([item.time, Number(item.price)], true,
-        series.points.length >= SPARK_MAX_POINTS, false);
+    for (const [row, point] of touched) {
+      render(row);
+      if (row.spark && point) {
+        const series = row.spark.series[0];
+        series.addPoint(point, true, series.points.length >= SPARK_MAX_POINTS, false);
+      }
     }
+    if (sort.key !== "series" || touched.size) order();
+  }
+
+  function controls() {
+    for (const th of document.querySelectorAll("#series-table th[data-sort]")) {
+      th.classList.add("sortable");
+      th.tabIndex = 0;
+      const pick = () => {
+        sort.dir = sort.key === th.dataset.sort ? -sort.dir : 1;
+        sort.key = th.dataset.sort;
+        const next = new URL(window.location.href);
+        next.searchParams.set("sort", sort.key);
+        next.searchParams.set("dir", sort.dir > 0 ? "asc" : "desc");
+        window.history.replaceState(null, "", next);
+        order();
+      };
+      th.addEventListener("click", pick);
+      th.addEventListener("keydown", (event) => event.key === "Enter" && pick());
+    }
+    search.value = params.get("q") || "";
+    search.addEventListener("input", () => {
+      const next = new URL(window.location.href);
+      if (search.value) next.searchParams.set("q", search.value);
+      else next.searchParams.delete("q");
+      window.history.replaceState(null, "", next);
+      filter();
+    });
   }
 
   async function start() {
+    controls();
     BCX.live("tick", onTick);
     const items = (await BCX.api("/series")).series;
     document.getElementById("empty").hidden = items.length > 0;
@@ -112,7 +246,10 @@
       }
       render(row);
     }
+    order();
+    filter();
     await Promise.all([...rows.values()].filter((row) => !row.spark).map(loadSparkline));
+    order();
     started = true;
     document.body.dataset.ready = "1";
     setInterval(() => rows.forEach(renderAge), 1000);

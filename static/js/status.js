@@ -1,6 +1,6 @@
 /* The status page: each component up/degraded/down with the reason, the tracker's per-exchange
-   feed statistics and each series' staleness, polled from /api/v1.0/health (which answers 503
-   when unhealthy). */
+   feed statistics and each series' staleness, polled from /api/v1.0/health (asked to answer
+   200 even when unhealthy, so the browser logs no failed request every 5 s). */
 "use strict";
 
 (() => {
@@ -39,21 +39,45 @@
     });
   }
 
+  /** Why an exchange's feed is not green, or "" when it is. */
+  function feedReason(stats) {
+    if (Number(stats.feed_down)) return `feed down: ${stats.last_error || "no frames"}`;
+    if (!Number(stats.connected)) return `not connected${stats.last_error
+      ? `: ${stats.last_error}` : ""}`;
+    return "";
+  }
+
   function exchanges(data) {
     const all = data.exchanges || {};
     return Object.keys(all).sort().map((name) => {
-      const stats = all[name] || {};
+      const stats = { ...(all[name] || {}) };
+      const down = Boolean(Number(stats.feed_down) || !Number(stats.connected));
+      // An error the feed has recovered from (connected again, no failure since) is history,
+      // not a problem: it is not shown.
+      const resolved = !down && !Number(stats.consecutive_failures);
+      if (resolved) delete stats.last_error;
+      // Gaps of the subscribed series only; `*` counts frames of channels not ours.
+      const perSymbol = (data.gaps || {})[name.split(":").pop()];
+      let foreign = 0;
+      if (perSymbol) {
+        foreign = Number(perSymbol["*"] || 0);
+        stats.gaps = Object.entries(perSymbol).filter(([symbol]) => symbol !== "*")
+          .reduce((sum, [, count]) => sum + Number(count), 0);
+      }
       const keys = [...STAT_ORDER.filter((key) => key in stats),
         ...Object.keys(stats).filter((key) => !STAT_ORDER.includes(key)).sort()];
       const list = BCX.el("dl", { class: "stats" });
       for (const key of keys) {
+        let value = statValue(key, stats[key]);
+        if (key === "gaps" && foreign) value += ` (+${foreign} on channels not subscribed)`;
         list.append(BCX.el("dt", {}, key.replace(/_ms$/, "").replaceAll("_", " ")),
-          BCX.el("dd", {}, statValue(key, stats[key])));
+          BCX.el("dd", { class: key === "last_error" ? "error" : "", dataset: { stat: key } },
+            value));
       }
-      const down = Number(stats.feed_down) || !Number(stats.connected);
       return BCX.el("tr", { dataset: { exchange: name }, class: down ? "stale" : "" },
-        BCX.el("td", {}, name, " ", keys.length ? badge(!down, "up", "down") : "no stats yet"),
-        BCX.el("td", {}, list));
+        BCX.el("td", {}, name, " ", keys.length ? badge(!down, "up", "down") : "no stats yet",
+          down ? reason(feedReason(stats)) : null),
+        BCX.el("td", { class: "stats-cell" }, list));
     });
   }
 
@@ -74,7 +98,7 @@
   }
 
   async function refresh() {
-    const data = await BCX.api("/health", {}, [503]);
+    const data = await BCX.api("/health", { always_200: "true" }, [503]);
     const overall = document.getElementById("overall");
     if (data.error) {
       overall.className = "badge down";
@@ -84,6 +108,10 @@
     overall.className = `badge ${data.healthy ? "up" : "down"}`;
     overall.textContent = data.healthy ? "healthy" : "unhealthy";
     overall.title = (data.reasons || []).join("\n");
+    const why = document.getElementById("overall-reasons");
+    why.replaceChildren(...(data.healthy ? [] : (data.reasons || [])
+      .map((text) => BCX.el("li", {}, text))));
+    why.hidden = data.healthy;
     fill("components-table", components(data), "No component has written a heartbeat.");
     fill("exchanges-table", exchanges(data), "No tracker statistics.");
     fill("series-table", series(data), "No series.");
@@ -94,7 +122,12 @@
   function loop() {
     refresh().catch((error) => {
       console.warn("status:", error.message);
-      document.getElementById("overall").textContent = "unreachable";
+      const overall = document.getElementById("overall");
+      overall.className = "badge down";
+      overall.textContent = "unreachable";
+      const why = document.getElementById("overall-reasons");
+      why.replaceChildren(BCX.el("li", {}, error.message));
+      why.hidden = false;
     }).finally(() => setTimeout(loop, REFRESH_MS));
   }
   loop();
