@@ -13,6 +13,7 @@ import difflib
 import os
 import re
 import shlex
+import string
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
@@ -37,7 +38,14 @@ RULE_KINDS = (
     "volume",
     "trade_size",
 )
-NOTIFIERS = ("log", "webhook", "command")
+NOTIFIERS = ("log", "webhook", "command", "email", "slack", "discord", "telegram", "ntfy")
+# What a notifier template may name: the trigger event's fields (time as ISO-8601 UTC).
+TEMPLATE_FIELDS = ("rule", "series", "state", "kind", "value", "threshold", "message", "time",
+                   "id")
+DEFAULT_TEMPLATE = ("[{state}] {rule} on {series}: {message} (value {value}, threshold "
+                    "{threshold}, {time})")
+PLACEHOLDERS = ", ".join("{" + name + "}" for name in TEMPLATE_FIELDS)
+DEFAULT_TITLE = "BCX {rule} {state}"
 REDIS_MODES = ("standalone", "cluster", "sentinel")
 _SYMBOL = re.compile(r"^[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -173,6 +181,50 @@ def _http_url_or_empty(text: str) -> str:
     value = text.strip()
     if value and (urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc):
         raise ValueError("an http:// or https:// URL, or nothing")
+    return value
+
+
+def _template(text: str) -> str:
+    """A notifier's message template: str.format placeholders from TEMPLATE_FIELDS only (no
+    attribute or index access), checked by rendering it once."""
+    value = text.strip()
+    known = PLACEHOLDERS
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"a template with placeholders among {known} ({exc}; write a "
+                         "literal brace as {{ or }})") from None
+    for name in names:
+        if name not in TEMPLATE_FIELDS:
+            shown = "{" + name + "}"
+            raise ValueError(f"a template with placeholders among {known} ({shown} is not one)")
+    try:
+        value.format(**dict.fromkeys(TEMPLATE_FIELDS, "x"))
+    except (ValueError, IndexError, KeyError) as exc:
+        raise ValueError(f"a template with placeholders among {known} ({exc})") from None
+    return value
+
+
+# A template spread over continuation lines renders back as one.
+_template.render = lambda value: value.replace("\n", "\n    ")  # type: ignore[attr-defined]
+
+
+def _email_addresses(text: str) -> tuple[str, ...]:
+    values = _words(text)
+    for value in values:
+        local, at, domain = value.rpartition("@")
+        if not at or not local or not domain or any(c in value for c in "<>\"'"):
+            raise ValueError("a list of e-mail addresses such as ops@example.com")
+    return values
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if not 0 < value < 65536:
+        raise ValueError("a TCP port, 1 to 65535")
     return value
 
 
@@ -386,7 +438,8 @@ class ServerConfig:
     """[server]: delivery of trigger events."""
 
     notifiers: tuple[str, ...] = opt(("log",), _choices(NOTIFIERS),
-                                     "Active notifiers: log, webhook, command.")
+                                     "Active notifiers: log, webhook, command, email, slack, "
+                                     "discord, telegram, ntfy.")
     log_path: str = opt("./var/alerts.jsonl", _text, "log: JSON-lines file of delivered events.")
     webhook_url: str = opt("", _http_url_or_empty, "webhook: URL that receives a JSON POST.",
                            secret=True)
@@ -396,6 +449,39 @@ class ServerConfig:
     command: str = opt("", _text, "command: program run with the event as JSON on stdin.",
                        secret=secrets.COMMAND)
     command_timeout: float = opt(10.0, _duration(0.1), "command: killed after this long.")
+    retries: int = opt(3, _int_min(0), "email, slack, discord, telegram, ntfy: retries before "
+                       "dead-lettering (webhook has its own).")
+    backoff: float = opt(1.0, _duration(0), "email, slack, discord, telegram, ntfy: first retry "
+                         "delay (doubles; a 429's Retry-After, up to 60s, when longer).")
+    timeout: float = opt(10.0, _duration(0.1), "email, slack, discord, telegram, ntfy: timeout "
+                         "of one attempt's connection and each read.")
+    email_host: str = opt("", _text, "email: SMTP server host name.")
+    email_port: int = opt(587, _port, "email: SMTP server port (587 submission, 25 relay).")
+    email_starttls: bool = opt(True, _bool, "email: require STARTTLS before AUTH and sending "
+                               "(a server that does not offer it is an error).")
+    email_cafile: str = opt("", _text, "email: CA bundle that verifies the server's "
+                            "certificate; empty means the system's.")
+    email_user: str = opt("", _text, "email: AUTH user name; empty means no AUTH.")
+    email_password: str = opt("", _text, "email: AUTH password.", secret=True)
+    email_from: str = opt("", _text, "email: From address.")
+    email_to: tuple[str, ...] = opt((), _email_addresses, "email: recipient addresses.")
+    email_subject: str = opt(DEFAULT_TITLE, _template, "email: Subject template.")
+    email_template: str = opt(DEFAULT_TEMPLATE, _template,
+                              f"email: body template; placeholders: {PLACEHOLDERS}.")
+    slack_url: str = opt("", _http_url_or_empty, "slack: incoming-webhook URL.", secret=True)
+    slack_template: str = opt(DEFAULT_TEMPLATE, _template, "slack: message text template.")
+    discord_url: str = opt("", _http_url_or_empty, "discord: webhook URL.", secret=True)
+    discord_template: str = opt(DEFAULT_TEMPLATE, _template, "discord: message template.")
+    telegram_token: str = opt("", _text, "telegram: bot token (from @BotFather).", secret=True)
+    telegram_chat_id: str = opt("", _text, "telegram: chat id (or @channelname) to write to.")
+    telegram_url: str = opt("https://api.telegram.org", _http_url_or_empty,
+                            "telegram: Bot API base URL.")
+    telegram_template: str = opt(DEFAULT_TEMPLATE, _template, "telegram: message template.")
+    ntfy_url: str = opt("", _http_url_or_empty, "ntfy: topic URL, such as "
+                        "https://ntfy.sh/mytopic.", secret=True)
+    ntfy_token: str = opt("", _text, "ntfy: access token; empty means none.", secret=True)
+    ntfy_title: str = opt(DEFAULT_TITLE, _template, "ntfy: Title template.")
+    ntfy_template: str = opt(DEFAULT_TEMPLATE, _template, "ntfy: message template.")
     group: str = opt("bcx-server", _prefix, "Consumer group on the event stream.")
     consumer: str = opt("", _text, "Consumer name; empty means the host name (two servers on "
                         "one host need names of their own).")
@@ -683,7 +769,33 @@ def server_problems(server: ServerConfig, path: str) -> list[Problem]:
             if not argv:
                 problems.append(Problem(path, "server", "command", "",
                                         "a program to run when the command notifier is on"))
+    for name, keys in NOTIFIER_NEEDS.items():
+        if name in server.notifiers:
+            for key, expected in keys:
+                if not getattr(server, key):
+                    problems.append(Problem(path, "server", key, "",
+                                            f"{expected} when the {name} notifier is on"))
+    if ("email" in server.notifiers and server.email_cafile
+            and not os.path.isfile(server.email_cafile)):
+        problems.append(Problem(path, "server", "email_cafile", server.email_cafile,
+                                "a readable CA bundle file"))
+    if "email" in server.notifiers and bool(server.email_user) != bool(server.email_password):
+        key = "email_password" if server.email_user else "email_user"
+        problems.append(Problem(path, "server", key, "",
+                                "email_user and email_password together, or neither"))
     return problems
+
+
+# What each notifier needs set, and how its problem describes the value.
+NOTIFIER_NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "email": (("email_host", "an SMTP server host name"), ("email_from", "a From address"),
+              ("email_to", "one or more recipient addresses")),
+    "slack": (("slack_url", "a Slack incoming-webhook URL"),),
+    "discord": (("discord_url", "a Discord webhook URL"),),
+    "telegram": (("telegram_token", "a bot token"), ("telegram_chat_id", "a chat id"),
+                 ("telegram_url", "the Bot API base URL")),
+    "ntfy": (("ntfy_url", "an ntfy topic URL"),),
+}
 
 
 # --------------------------------------------------------------------------- rendering

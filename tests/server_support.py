@@ -22,7 +22,9 @@ class WebhookReceiver:
     """An HTTP server on 127.0.0.1 that records every JSON body POSTed to it (on arrival, before
     answering). It answers ``status``, after ``fail_first`` answers of ``fail_status``, and can
     hold request number ``hold_at`` (1-based) until ``release`` is set: the sender is then
-    provably in the middle of delivering that event."""
+    provably in the middle of delivering that event. ``raw`` and ``paths`` keep every body as
+    sent (a body that is not JSON is recorded as ``{}`` in ``bodies``); ``answer`` is the body
+    of a success, ``fail_headers`` the headers of a failure (Retry-After)."""
 
     def __init__(self, status: int = 200):
         self.status = status
@@ -32,6 +34,10 @@ class WebhookReceiver:
         self.holding = threading.Event()
         self.release = threading.Event()
         self.bodies: list[dict[str, Any]] = []
+        self.raw: list[bytes] = []
+        self.paths: list[str] = []
+        self.answer = b""
+        self.fail_headers: dict[str, str] = {}
         self.headers: list[dict[str, str]] = []
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -74,14 +80,21 @@ class WebhookReceiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.lock:
-                    receiver.bodies.append(json.loads(body))
+                    receiver.bodies.append(_json_or_empty(body))
+                    receiver.raw.append(body)
+                    receiver.paths.append(self.path)
                     receiver.headers.append(dict(self.headers))
                     number = len(receiver.bodies)
                 status = receiver._answer(number)
+                ok = 200 <= status < 300
+                answer = receiver.answer if ok else b""
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Length", "0")
+                    for name, value in ({} if ok else receiver.fail_headers).items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(answer)))
                     self.end_headers()
+                    self.wfile.write(answer)
                 except OSError:
                     pass  # the sender died while we held its request
 
@@ -89,6 +102,14 @@ class WebhookReceiver:
                 pass
 
         return Handler
+
+
+def _json_or_empty(body: bytes) -> dict[str, Any]:
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
 
 
 def publish_events(connection: redis.Redis, keys: Keys, count: int, start: int = 0

@@ -74,9 +74,9 @@ def locked_client(server: RedisServer) -> redis.Redis:
 
 
 def run_server(tmp_path: Path, connection: redis.Redis, keys: Keys, config: str,
-               env: dict[str, str] | None = None) -> str:
+               env: dict[str, str] | None = None, dead_letters: int = 1) -> str:
     """Publish one event, run `bcx --log-level debug server` until it has recorded the event
-    with one dead letter, stop it with SIGTERM; its stderr."""
+    with ``dead_letters`` dead letters, stop it with SIGTERM; its stderr."""
     config_path = tmp_path / "bcx.conf"
     config_path.write_text(config)
     publish_events(connection, keys, 1)
@@ -89,8 +89,8 @@ def run_server(tmp_path: Path, connection: redis.Redis, keys: Keys, config: str,
             stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         wait_for(lambda: connection.llen(keys.alerts) == 1
-                 and connection.llen(keys.dead_letter) == 1, timeout=30,
-                 message="the event recorded with one dead letter")
+                 and connection.llen(keys.dead_letter) == dead_letters, timeout=30,
+                 message=f"the event recorded with {dead_letters} dead letter(s)")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0, stderr_path.read_text()
     finally:
