@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | md5sum | cut -c1-12)
 # command:package pairs the tests need beyond Redis (browser tests, Highcharts from npm,
 # unit verification, the logrotate rules).
-TEST_PACKAGES := chromium:chromium npm:npm systemd-analyze:systemd logrotate:logrotate
+TEST_PACKAGES := chromium:chromium npm:npm systemd-analyze:systemd logrotate:logrotate openssl:openssl
 # The API benchmark loads the server from a second process with wrk.
 BENCH_PACKAGES := wrk:wrk
 # Highcharts Stock for the pages comes from npm at the version package-lock.json pins.

@@ -90,14 +90,16 @@ class SmtpReceiver:
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 and its key, made now: with the `cryptography` package when
-    it is installed, else with the openssl program; skips the test when neither is there."""
+    it is installed, else with the openssl program (`make test` installs it); fails when
+    neither is there."""
     cert, key = directory / "cert.pem", directory / "key.pem"
     try:
         _with_cryptography(cert, key)
     except ImportError:
         openssl = shutil.which("openssl")
         if openssl is None:
-            pytest.skip("neither the cryptography package nor openssl makes a certificate")
+            pytest.fail("neither the cryptography package nor openssl makes a certificate: "
+                        "`make test` installs the Debian package openssl")
         subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
                         "-keyout", str(key), "-out", str(cert)],
