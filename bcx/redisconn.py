@@ -15,11 +15,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import CrossSlotTransactionError, RedisClusterException
+from redis.exceptions import AskError, CrossSlotTransactionError, RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from bcx.config import RedisConfig
+from bcx.store.errors import reply
 
 
 def connect(url: str, *, socket_timeout: float = 5.0, client_name: str | None = None
@@ -93,6 +94,13 @@ def _translated(func: Callable[..., Any]) -> Callable[..., Any]:
             raise redis.ResponseError(f"CROSSSLOT {exc}") from exc
         except RedisClusterException as exc:
             raise redis.ConnectionError(f"Redis Cluster: {exc}") from exc
+        except redis.ResponseError as exc:
+            # MOVED or ASK reaching us through a cluster client means the slot map is being
+            # rebuilt (a failover, a resharding): a moment to wait out, not the
+            # misconfiguration it is for a standalone client.
+            if isinstance(exc, AskError) or reply(exc).startswith(("MOVED", "ASK")):
+                raise redis.ConnectionError(f"Redis Cluster topology changing: {exc}") from exc
+            raise
 
     return call
 

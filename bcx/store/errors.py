@@ -22,16 +22,12 @@ _TRANSIENT_REPLIES = ("NOREPLICAS", "LOADING", "READONLY", "TRYAGAIN", "CLUSTERD
                       "MASTERDOWN")
 
 
-# redis-py prefixes an error raised inside a pipeline with the failing command:
-# "Command # 2 (XACK …) of pipeline caused error: WRONGTYPE …". The reply is what counts.
-_PIPELINE_NOTE = " of pipeline caused error: "
-
-
-def _reply(exc: BaseException) -> str:
+def reply(exc: BaseException) -> str:
+    """The server's error reply; redis-py prefixes the one a pipeline raises with
+    ``Command # N (…) of pipeline caused error: ``."""
     text = str(exc)
-    if text.startswith("Command # ") and _PIPELINE_NOTE in text:
-        return text.split(_PIPELINE_NOTE, 1)[1]
-    return text
+    marker = " of pipeline caused error: "
+    return text.split(marker, 1)[1] if marker in text else text
 
 
 class RedisMisconfigured(Exception):
@@ -45,25 +41,17 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (*_TRANSIENT, OSError)):
         return True
     if isinstance(exc, redis.RedisError):
-        return _reply(exc).startswith(_TRANSIENT_REPLIES)
+        return reply(exc).startswith(_TRANSIENT_REPLIES)
     return False
-
-
-def _reply(exc: BaseException) -> str:
-    """The server's error reply; redis-py prefixes the one a pipeline raises with
-    ``Command # N (…) of pipeline caused error: ``."""
-    text = str(exc)
-    marker = " of pipeline caused error: "
-    return text.split(marker, 1)[1] if marker in text else text
 
 
 def advice(exc: BaseException) -> str | None:
     """For a fatal Redis error, what to change; None for a transient one or a bug."""
     if is_transient(exc):
         return None
-    text = _reply(exc)
+    text = reply(exc)
     if isinstance(exc, rx.AskError | rx.MovedError) or text.startswith(("MOVED", "ASK")):
-        return (f"Redis answered {text.split(' ', 1)[0]}: the server is a Redis Cluster node; "
+        return ("Redis answered MOVED/ASK: the server is a Redis Cluster node; "
                 "set [redis] mode = cluster (BCX_REDIS_MODE=cluster)")
     if isinstance(exc, rx.AuthenticationError | rx.AuthorizationError | rx.NoPermissionError
                   ) or text.startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
