@@ -88,3 +88,27 @@ def test_the_password_is_made_once_and_kept(tmp_path: Path):
     first = password(tmp_path)
     assert password(tmp_path) == first
     assert (tmp_path / "password").stat().st_mode & 0o777 == 0o600
+
+
+def test_ctrl_c_stops_the_stack_and_exits_0(tmp_path: Path, redis_url: str):
+    """SIGINT (Ctrl-C) stops every component; a clean stop is exit status 0, not 130."""
+    import signal
+    import time
+
+    config = tmp_path / "bcx.conf"
+    config.write_text(f"[redis]\nurl = {redis_url}\n")
+    ready = tmp_path / "ready"
+    procfile = tmp_path / "Procfile"
+    procfile.write_text(f"sleeper: exec {sys.executable} -c \"import pathlib, time; "
+                        f"pathlib.Path('{ready}').touch(); time.sleep(600)\"\n")
+    stack = subprocess.Popen([sys.executable, "-m", "bcx.devstack", "--config", str(config),
+                              "--procfile", str(procfile), "--var", str(tmp_path / "var")],
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not ready.exists() and time.monotonic() < deadline and stack.poll() is None:
+        time.sleep(0.05)
+    assert ready.exists()
+    stack.send_signal(signal.SIGINT)
+    _, err = stack.communicate(timeout=60)
+    assert stack.returncode == 0, err
+    assert "stack stopped" in err

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -21,14 +21,16 @@ from werkzeug.serving import make_server
 
 from bcx import config as configmod
 from bcx import events
+from bcx.config import WatcherConfig
 from bcx.health import EXPECTED
 from bcx.heartbeat import Heartbeat
 from bcx.keys import Keys
 from bcx.server.history import record
-from bcx.store import Store
+from bcx.store import RollupStore, Store, TradeStore
 from bcx.store.alerts import AlertLog
-from bcx.ticks import Tick
+from bcx.ticks import Tick, Trade
 from bcx.timeutil import now_ms
+from bcx.watcher.history import HistoryManager
 from tests.api_support import coinbase_ticks
 from tests.support import RedisServer, free_port
 from web import create_app
@@ -94,9 +96,11 @@ class Tab:
 def open_page(browser: Browser, app_url: str) -> Iterator:
     contexts = []
 
-    def opener(path: str, width: int = 1280, height: int = 800, live: bool = False) -> Tab:
+    def opener(path: str, width: int = 1280, height: int = 800, live: bool = False,
+               scheme: str = "light") -> Tab:
         context = browser.new_context(viewport={"width": width, "height": height},
-                                      timezone_id="Europe/Paris", locale="en-GB")
+                                      timezone_id="Europe/Paris", locale="en-GB",
+                                      color_scheme=scheme)
         contexts.append(context)
         page = context.new_page()
         tab = Tab(page)
@@ -136,7 +140,8 @@ CHART = "Highcharts.charts.find(Boolean)"
 
 
 def chart_points(tab: Tab, series_id: str) -> int:
-    return tab.page.evaluate(f"{CHART}.get('{series_id}').options.data.length")
+    """Raw points the page holds for a series (it draws one per couple of pixels)."""
+    return tab.page.evaluate(f"BCXChart.rows('{series_id}').length")
 
 
 # ---------------------------------------------------------------------------------- overview
@@ -191,7 +196,7 @@ def test_chart_appends_a_tick_written_after_it_loaded(open_page, recorded):
     last = recorded.latest(exchange, symbol)["time"]
     recorded.write([Tick(exchange, symbol, last + 2000, price="99.125")])
     tab.page.wait_for_function(
-        f"{CHART}.get('price').options.data.some(p => p[0] === {last + 2000} && p[1] === 99.125)",
+        f"BCXChart.rows('price').some(p => p[0] === {last + 2000} && p[1] === 99.125)",
         timeout=DEADLINE_MS)
     assert chart_points(tab, "price") == before + 1
     tab.assert_clean()
@@ -388,3 +393,174 @@ def test_pages_fit_a_narrow_screen(open_page, recorded, r, keys, path):
 
 def _places(latest: dict) -> int:
     return max(len(str(float(latest[f])).partition(".")[2]) for f in ("price", "bid", "ask"))
+
+
+# ---------------------------------------------------------------------------------- overview
+def _order(tab: Tab) -> list[str]:
+    return tab.page.evaluate("[...document.querySelectorAll('#series-table tbody tr')]"
+                             ".filter(tr => !tr.hidden).map(tr => tr.dataset.series)")
+
+
+def test_overview_sorts_searches_and_stars(open_page, recorded):
+    tab = open_page("/")
+    tab.page.click("#series-table th[data-sort='price']")
+    prices = {f"{e}:{s}": recorded.latest(e, s).get("price") for e, s in recorded.series()}
+    priced = [name for name in _order(tab) if prices[name] is not None]
+    assert priced == sorted(priced, key=lambda name: float(prices[name]))
+    assert "sort=price" in tab.page.url and "dir=asc" in tab.page.url
+    tab.page.click("#series-table th[data-sort='price']")
+    assert "dir=desc" in tab.page.url
+    priced = [name for name in _order(tab) if prices[name] is not None]
+    assert priced == sorted(priced, key=lambda name: -float(prices[name]))
+    # Search: every word must appear in the series name.
+    tab.page.fill("#search", "btc coinbase")
+    shown = _order(tab)
+    assert shown and all("btc" in n.lower() and "coinbase" in n for n in shown)
+    assert len(shown) < len(prices) and "q=btc+coinbase" in tab.page.url
+    tab.page.fill("#search", "no-such-series")
+    assert _order(tab) == [] and tab.page.locator("#no-match").is_visible()
+    tab.page.fill("#search", "")
+    # A star lists the series first, kept in this browser across loads.
+    last = _order(tab)[-1]
+    tab.page.locator(f"tr[data-series='{last}'] button.fav").click()
+    assert _order(tab)[0] == last
+    tab.page.reload()
+    tab.page.wait_for_function("document.body.dataset.ready === '1'", timeout=DEADLINE_MS)
+    assert _order(tab)[0] == last
+    assert "favourite" in tab.page.locator(f"tr[data-series='{last}']").get_attribute("class")
+    tab.assert_clean()
+
+
+def test_overview_on_a_phone(open_page, recorded):
+    tab = open_page("/", width=375, height=740)
+    assert tab.page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    tab.screenshot("overview-375")
+    tab.assert_clean()
+
+
+# ---------------------------------------------------------------------------------- chart
+def test_chart_under_a_full_speed_feed_answers_and_draws(open_page, r, keys):
+    """A replay at full speed (batches of 200 ticks as fast as Redis takes them): the page
+    still answers a script call and draws the newest ticks."""
+    store = Store(r, keys, publish_ticks=True)
+    start = now_ms() - 3_600_000
+    store.write([Tick("kraken", "XBT-USD", start + i * 1000, price=f"{60000 + i % 300}.5",
+                      bid=f"{60000 + i % 300}.0", ask=f"{60000 + i % 300}.9")
+                 for i in range(3600)])
+    tab = open_page("/chart/kraken/XBT-USD", live=True)
+    stop = threading.Event()
+    sent = [0]
+
+    def flood() -> None:
+        while not stop.is_set():
+            now = now_ms()
+            store.write([Tick("kraken", "XBT-USD", now, price=f"{61000 + n % 50}.25",
+                              bid="61000.0", ask="61001.0") for n in range(200)])
+            sent[0] += 200
+
+    writer = threading.Thread(target=flood, daemon=True)
+    writer.start()
+    try:
+        tab.page.wait_for_function("Number(document.body.dataset.drawn || 0) > 2000",
+                                   timeout=30_000)
+        assert tab.page.evaluate("6 * 7") == 42
+        newest = tab.page.evaluate("BCXChart.rows('price').at(-1)")
+        assert newest[0] > start + 3_600_000
+        # Drawn, not only held: the chart's own newest point is a live one.
+        drawn = tab.page.evaluate(f"{CHART}.get('price').options.data.at(-1)[0]")
+        assert drawn > start + 3_600_000
+    finally:
+        stop.set()
+        writer.join()
+    # One point per couple of pixels is handed to Highcharts, whatever the feed's rate.
+    width = tab.page.evaluate(f"{CHART}.plotWidth")
+    assert chart_points(tab, "price") > 4000
+    assert tab.page.evaluate(f"{CHART}.get('price').options.data.length") <= width
+    tab.assert_clean()
+
+
+def test_chart_volume_pane_from_trade_rollups_and_live_trades(open_page, r, keys):
+    now = now_ms()
+    start = (now // 60_000 - 90) * 60_000
+    trades = [Trade("kraken", "ETH-USD", start + i * 60_000 + 5_000 + k * 1000,
+                    f"{3000 + i % 7}.{k}", f"0.{k + 1}", "buy" if k % 2 else "sell",
+                    f"t{i}-{k}") for i in range(90) for k in range(3)]
+    TradeStore(r, keys).write(trades)
+    Store(r, keys).write([Tick(t.exchange, t.symbol, t.ms, price=t.price) for t in trades])
+    HistoryManager(Store(r, keys), RollupStore(r, keys),
+                   replace(WatcherConfig(), rollups=((60.0, 86400.0),))).rollup_pass(now)
+    tab = open_page("/chart/kraken/ETH-USD?type=candles&interval=1m&range=1d", live=True)
+    tab.page.wait_for_function(f"{CHART}.get('volume').options.data.length > 0",
+                               timeout=DEADLINE_MS)
+    assert tab.page.evaluate(f"{CHART}.get('volume').visible")
+    volume = dict(tab.page.evaluate(f"{CHART}.get('volume').options.data"))
+    # Each minute holds three trades of 0.1, 0.2 and 0.3.
+    assert volume[start] == pytest.approx(0.6)
+    assert volume[start + 89 * 60_000] == pytest.approx(0.6)
+    candles = tab.page.evaluate(f"{CHART}.get('candles').options.data")
+    assert candles[0][0] == start and len(candles) == 90
+    tab.screenshot("chart-volume")
+    # A live trade adds its size to the volume of its minute.
+    live_ms = now_ms()
+    bucket = live_ms // 60_000 * 60_000
+    before = volume.get(bucket, 0)
+    Store(r, keys, publish_ticks=True).write(
+        [Tick("kraken", "ETH-USD", live_ms, price="3010.5")],
+        trades=[Trade("kraken", "ETH-USD", live_ms, "3010.5", "2.5", "buy", "live-1")])
+    tab.page.wait_for_function(
+        f"{CHART}.get('volume').options.data.some(p => p[0] === {bucket}"
+        f" && Math.abs(p[1] - {before + 2.5}) < 1e-9)", timeout=DEADLINE_MS)
+    tab.assert_clean()
+
+
+# ---------------------------------------------------------------------------------- dark mode
+def _theme(tab: Tab) -> str:
+    return tab.page.evaluate("document.documentElement.dataset.theme")
+
+
+def test_dark_mode_follows_the_system_and_the_toggle_persists(open_page, recorded):
+    exchange, symbol = busiest(recorded)
+    tab = open_page(f"/chart/{exchange}/{symbol}", scheme="dark")
+    assert _theme(tab) == "dark"
+    assert tab.page.evaluate(f"{CHART}.options.chart.backgroundColor") == "#151922"
+    background = tab.page.evaluate("getComputedStyle(document.body).backgroundColor")
+    tab.screenshot("chart-dark")
+    light = open_page(f"/chart/{exchange}/{symbol}", scheme="light")
+    assert _theme(light) == "light"
+    assert light.page.evaluate("getComputedStyle(document.body).backgroundColor") != background
+    light.screenshot("chart-light")
+    # The toggle overrides the system setting, and the choice is kept across pages.
+    with tab.page.expect_navigation():
+        tab.page.click("#theme")
+    tab.page.wait_for_function("document.body.dataset.ready === '1'", timeout=DEADLINE_MS)
+    assert _theme(tab) == "light"
+    tab.page.goto(tab.page.url.split("/chart/")[0] + "/status")
+    tab.page.wait_for_function("document.body.dataset.ready === '1'", timeout=DEADLINE_MS)
+    assert _theme(tab) == "light"
+    tab.assert_clean()
+    light.assert_clean()
+
+
+# ---------------------------------------------------------------------------------- status
+def test_status_page_wraps_long_values_and_counts_gaps_of_subscribed_series(open_page, r, keys):
+    for component in EXPECTED:
+        Heartbeat(r, keys, component, ttl=60).beat()
+    long_url = "wss://feed.example.com/ws?" + "&".join(f"p{i}=v{i:04d}" for i in range(75))
+    long_url = long_url[:600]
+    assert len(long_url) == 600
+    r.hset(keys.tracker_stats("kraken"), mapping={
+        "connected": 1, "frames": 5, "ticks": 3, "url": long_url, "consecutive_failures": 1,
+        "last_error": "closed: " + "x" * 300})
+    r.hset(keys.gaps("kraken"), mapping={"BTC-USD": 3, "ETH-USD": 4, "*": 11})
+    Store(r, keys).write([Tick("kraken", "BTC-USD", now_ms(), price="1.5")])
+    tab = open_page("/status")
+    row = tab.page.locator("#exchanges-table tr[data-exchange='kraken']")
+    assert row.locator("dd[data-stat='gaps']").inner_text() == \
+        "7 (+11 on channels not subscribed)"
+    assert row.locator("dd[data-stat='url']").inner_text() == long_url
+    assert tab.page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    tab.screenshot("status-long-values")
+    narrow = open_page("/status", width=375, height=740)
+    assert narrow.page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    tab.assert_clean()
+    narrow.assert_clean()

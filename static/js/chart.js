@@ -5,7 +5,11 @@
 
    Live ticks are queued and drawn in one batch at most every FLUSH_MS, so a busy feed costs a
    few redraws a second whatever its rate; the live part of each series is bounded (LIVE_MAX)
-   and a tick only appends to the band, never recomputes it. The range, line/candles, interval
+   and a tick only appends to the band, never recomputes it. The page keeps every raw point
+   (Layer.rows) but hands Highcharts one point per PIXELS of width (the newest of each bucket;
+   lowest bid / highest ask for the band), so a redraw costs the pixels on show and a live
+   batch changes a point or two: Highcharts' own data grouping regrouped every point of every
+   series (and the navigator's) on each redraw, 100-300 ms a redraw at 1,000 ticks/s. The range, line/candles, interval
    and compared series are kept in the page's URL. */
 "use strict";
 
@@ -16,6 +20,9 @@
   const RAW_LIMIT = 5000;            // points of one field fetched for one range
   const LIVE_MAX = 2000;             // live points kept beyond a fetched range
   const FLUSH_MS = 250;              // live ticks are drawn at most this often
+  const PIXELS = 2;                  // width of the bucket drawn as one point
+  const NAVIGATOR_MS = 5000;         // the navigator's line follows live ticks this often
+  const HEADROOM = 0.05;             // live scrolling leaves this part of the range ahead
   const TARGET_CANDLES = 500;
   const AUTO_INTERVALS = [60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400];  // seconds
   const PICKS = { "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14400, "1d": 86400 };
@@ -43,7 +50,71 @@
   let hasVolume = false;
   let queue = [];          // live items not drawn yet
   let flushTimer = null;
+  let navPending = null;   // the newest live price the navigator has not drawn yet
+  let navDrawn = 0;        // when the navigator last took one (performance.now())
   let drawnTicks = 0;      // live ticks drawn so far (the tests and the bench read it)
+  const layers = new Map();  // chart series id -> Layer
+
+  /** One chart series fed with raw rows [time, value] ("line") or [time, bid, ask]
+      ("band"), drawn as one point per bucket of `step` ms. */
+  class Layer {
+    constructor(id, kind, cap) {
+      this.id = id;
+      this.kind = kind;
+      this.cap = cap;
+      this.rows = [];
+      this.step = 1;
+      this.lastKey = null;
+    }
+
+    merge(prev, row) {
+      return this.kind === "band"
+        ? [row[0], Math.min(prev[1], row[1]), Math.max(prev[2], row[2])] : row;
+    }
+
+    decimate(rows) {
+      const out = [];
+      let key = null;
+      for (const row of rows) {
+        const k = Math.floor(row[0] / this.step);
+        if (k === key) out[out.length - 1] = this.merge(out[out.length - 1], row);
+        else out.push(row);
+        key = k;
+      }
+      return out;
+    }
+
+    /** Replaces the rows; `span` ms over the plot's width sets the bucket. */
+    set(rows, span, width) {
+      this.rows = rows.slice(-this.cap);
+      this.step = Math.max(1, Math.floor(span / Math.max(1, width) * PIXELS));
+      const points = this.decimate(this.rows);
+      this.lastKey = points.length ? Math.floor(points[points.length - 1][0] / this.step) : null;
+      chart.get(this.id)?.setData(points, false, false, false);
+    }
+
+    /** Appends newer rows: the newest drawn point is merged with those of its bucket. */
+    append(rows) {
+      const series = chart.get(this.id);
+      if (!rows.length || !series) return;
+      for (const row of rows) this.rows.push(row);
+      if (this.rows.length > this.cap * 1.25) this.rows.splice(0, this.rows.length - this.cap);
+      const tail = this.decimate(rows);
+      const data = series.options.data;
+      if (data.length && Math.floor(tail[0][0] / this.step) === this.lastKey) {
+        tail[0] = this.merge(data[data.length - 1], tail[0]);
+        series.removePoint(data.length - 1, false, false);
+      }
+      const shift = data.length + tail.length > this.cap;
+      for (const row of tail) series.addPoint(row, false, shift, false);
+      this.lastKey = Math.floor(tail[tail.length - 1][0] / this.step);
+    }
+  }
+
+  function layer(id, kind = "line") {
+    if (!layers.has(id)) layers.set(id, new Layer(id, kind, RAW_LIMIT + LIVE_MAX));
+    return layers.get(id);
+  }
 
   const path = (series) => {
     const [ex, sym] = BCX.splitSeries(series);
@@ -132,19 +203,21 @@
     chart.get("spread").setVisible(spread, false);
   }
 
-  function showRange(range) {
+  function showRange(range, span) {
+    const width = chart.plotWidth;
     const candles = view.type === "candles" && range.mode === "candles";
     shown = { mode: range.mode, interval: range.interval };
     lastCandle = range.candles.length ? [...range.candles[range.candles.length - 1]] : null;
     lastBandTime = range.band.length ? range.band[range.band.length - 1][0] : null;
     hasVolume = range.candles.some((c) => c[5]);
-    chart.get("price").setData(candles ? [] : range.price, false, false, false);
+    layer("price").set(candles ? [] : range.price, range.mode === "raw" ? span : 0, width);
     chart.get("candles").setData(candles ? range.candles.map((c) => c.slice(0, 5)) : [],
       false, false, false);
     chart.get("volume").setData(range.candles.map((c) => [c[0], c[5] || 0]), false, false,
       false);
-    chart.get("band").setData(view.compare.length ? [] : range.band, false, false, false);
-    chart.get("spread").setData(range.band.map(spreadBps), false, false, false);
+    layer("band", "band").set(view.compare.length ? [] : range.band,
+      range.mode === "raw" ? span : 0, width);
+    layer("spread").set(range.band.map(spreadBps), range.mode === "raw" ? span : 0, width);
     layout();
     const what = range.mode === "raw"
       ? `Raw ticks: ${range.price.length} price${range.price.length === 1 ? "" : "s"}${
@@ -163,9 +236,9 @@
       const [own, ...others] = await Promise.all([fetchRange(seriesId, min, max, true),
         ...view.compare.map((other) => fetchRange(other, min, max, false))]);
       if (token !== loading) return;
-      showRange(own);
-      view.compare.forEach((other, i) => chart.get(`compare-${other}`)
-        ?.setData(others[i].price, false, false, false));
+      showRange(own, max - min);
+      view.compare.forEach((other, i) => layer(`compare-${other}`)
+        .set(others[i].price, others[i].mode === "raw" ? max - min : 0, chart.plotWidth));
       chart.redraw();
     } finally {
       if (token === loading) chart.hideLoading();
@@ -240,8 +313,8 @@
         inputEnabled: window.innerWidth > 640, selected: null,
       },
       navigator: { adaptToUpdatedData: false,
-        series: { id: "navigator-series", data: overview, type: "line",
-          dataGrouping: { enabled: true } } },
+        series: { id: "navigator-series", data: [], type: "line",
+          dataGrouping: { enabled: false } } },
       scrollbar: { liveRedraw: false },
       xAxis: { ordinal: false, minRange: 1000, events: { afterSetExtremes }, min, max },
       yAxis: [
@@ -254,31 +327,26 @@
           min: 0 }],
       tooltip: { split: false, shared: true, valueDecimals: places,
         xDateFormat: "%Y-%m-%d %H:%M:%S.%L" },
-      // Lines and the band are grouped to the pixel (close / bid-low ask-high per group):
-      // a redraw then costs the pixels on show, not the points, so live updates stay cheap.
-      plotOptions: { series: { animation: false,
-        dataGrouping: { enabled: true, groupPixelWidth: 2, approximation: "close" },
+      // The page draws one point per bucket of PIXELS itself (Layer): no data grouping.
+      plotOptions: { series: { animation: false, dataGrouping: { enabled: false },
         states: { inactive: { opacity: 1 }, hover: { enabled: false } },
         compare: view.compare.length ? "percent" : undefined, compareBase: 0 } },
       series: [
         // The band's edges are drawn too: at 60,000 a 0.01 spread fills no pixel, but its
         // bid and ask lines still show where the book is; the spread pane shows its width.
-        { id: "band", type: "arearange", name: "Bid / ask", data: initial.band,
-          dataGrouping: { approximation: "range" },
+        { id: "band", type: "arearange", name: "Bid / ask", data: [],
           color: color("--band") || "#8fb3ef", fillOpacity: 0.35, lineWidth: 1, step: "left",
           compare: undefined,
           tooltip: { pointFormatter() {
             return `<span style="color:${this.color}">●</span> Bid <b>${BCX.fmt(this.low,
               places)}</b> Ask <b>${BCX.fmt(this.high, places)}</b><br>`;
           } } },
-        { id: "price", type: "line", name: "Price", data: initial.price,
+        { id: "price", type: "line", name: "Price", data: [],
           color: color("--fg") || "#1d2330", step: "left", lineWidth: 1.5,
           marker: { enabled: initial.price.length < 3, radius: 3 } },
         { id: "candles", type: "candlestick", name: "Candles", data: [],
-          dataGrouping: { enabled: false },
           color: "#c0362c", upColor: "#12805c", lineColor: "#888", upLineColor: "#888" },
         { id: "volume", type: "column", name: "Volume", data: [], yAxis: "volume-axis",
-          dataGrouping: { enabled: false },
           color: "#7f8ea3", visible: false, showInLegend: false, compare: undefined },
         { id: "spread", type: "area", name: "Spread (bp)", data: [], yAxis: "spread-axis",
           step: "left", color: "#9a5b00", fillOpacity: 0.25, lineWidth: 1, compare: undefined,
@@ -292,7 +360,10 @@
       responsive: { rules: [{ condition: { maxWidth: 640 }, chartOptions: {
         rangeSelector: { inputEnabled: false }, legend: { enabled: false } } }] },
     });
-    showRange(initial);
+    const navigator = chart.navigator?.xAxis;
+    const whole = overview.length ? overview[overview.length - 1][0] - overview[0][0] : 0;
+    layer("navigator-series").set(overview, whole, navigator?.len || chart.plotWidth);
+    showRange(initial, (max ?? 0) - (min ?? 0));
     chart.redraw();
   }
 
@@ -311,19 +382,6 @@
     if (item.series !== seriesId) return;
     queue.push({ ...item, trade: true });
     if (flushTimer === null) flushTimer = setTimeout(flush, FLUSH_MS);
-  }
-
-  /** Appends rows to a series, dropping its oldest beyond a fetched range plus LIVE_MAX. */
-  function append(series, rows) {
-    if (!rows.length) return;
-    const cap = RAW_LIMIT + LIVE_MAX;
-    const data = series.options.data;
-    const keep = Math.max(0, data.length + rows.length - cap);
-    if (keep > 0 || rows.length > 20) {
-      series.setData(data.slice(keep).concat(rows), false, false, false);
-    } else {
-      for (const row of rows) series.addPoint(row, false, false, false);
-    }
   }
 
   /** Draws the queued live items: one batch, one redraw. */
@@ -364,20 +422,30 @@
     showLast();
     if (!chart) return;
     const wasLive = atRightEdge();
-    if (own.nav) chart.get("navigator-series")?.addPoint(own.nav, false, false, false);
+    // The navigator spans the whole history: a few seconds behind costs it no pixel, and
+    // redrawing it (and its axis) with every batch would.
+    if (own.nav) navPending = own.nav;
+    if (navPending && performance.now() - navDrawn >= NAVIGATOR_MS) {
+      layer("navigator-series").append([navPending]);
+      navPending = null;
+      navDrawn = performance.now();
+    }
     if (shown.mode === "raw") {
-      append(chart.get("price"), own.price);
-      if (!view.compare.length) append(chart.get("band"), own.band);
-      append(chart.get("spread"), own.band.map(spreadBps));
-      for (const [other, rows] of others) append(chart.get(`compare-${other}`), rows);
+      layer("price").append(own.price);
+      if (!view.compare.length) layer("band", "band").append(own.band);
+      layer("spread").append(own.band.map(spreadBps));
+      for (const [other, rows] of others) layer(`compare-${other}`).append(rows);
     } else {
       for (const row of own.price) foldPrice(row);
       if (own.band.length) foldBand(own.band[own.band.length - 1]);
     }
     if (wasLive && newest !== null) {
       const { min, max } = chart.xAxis[0].getExtremes();
+      // Scrolled in steps with room ahead: most batches then leave the axis (and every
+      // series drawn on it) alone and redraw only what changed.
       if (max !== undefined && newest > max) {
-        chart.xAxis[0].setExtremes(min + (newest - max), newest, false);
+        const shift = newest - max + Math.round((max - min) * HEADROOM);
+        chart.xAxis[0].setExtremes(min + shift, max + shift, false);
       }
     }
     chart.redraw(false);
@@ -502,7 +570,10 @@
 
   /** Compares the series with `others` in percent (none: the absolute price again). */
   function setCompare(others) {
-    for (const old of view.compare) chart.get(`compare-${old}`)?.remove(false);
+    for (const old of view.compare) {
+      chart.get(`compare-${old}`)?.remove(false);
+      layers.delete(`compare-${old}`);
+    }
     view.compare = others;
     chart.update({ plotOptions: { series: { compare: others.length ? "percent" : null } } },
       false);
@@ -560,6 +631,8 @@
     build(overview, initial, alerts, min, max);
     if (view.compare.length) setCompare(view.compare);
     await fillCompare();
+    // The raw rows each series holds (drawn one per bucket): the tests read them.
+    window.BCXChart = { rows: (id) => (layers.get(id)?.rows || []) };
     document.body.dataset.ready = "1";
   }
 
