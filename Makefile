@@ -70,6 +70,7 @@ bench: setup
 	$(BIN)/python bench/api_bench.py
 	$(BIN)/python bench/rules_bench.py
 	$(BIN)/python bench/sse_bench.py
+	$(BIN)/python bench/cluster_bench.py
 
 # Boot-time services (README "Install as a service"); both honour DESTDIR and are idempotent.
 install: venv node
