@@ -310,7 +310,8 @@ def patch_rule(store: RuleStore, config: Config, rule_id: str, changes: Any,
         if key not in PATCHABLE:
             raise RuleError(key, "cannot be changed; expected one of " + ", ".join(PATCHABLE)
                             + " (delete the rule and add it again to change the rest)")
-    before = stored_rule(store, rule_id)
+    # Read before the change: once told, a watcher drops the state of a rule it disabled.
+    before, state = stored_rule(store, rule_id), store.state(rule_id)
     result: list[Rule] = []
 
     def change(text: str, documents: dict[str, str]) -> str:
@@ -334,7 +335,7 @@ def patch_rule(store: RuleStore, config: Config, rule_id: str, changes: Any,
     rule = result[0]
     if events is not None and before is not None and before.spec.enabled \
             and not rule.spec.enabled:
-        resolve_firing(events, rule, store.state(rule_id), maxlen, "rule disabled")
+        resolve_firing(events, rule, state, maxlen, "rule disabled")
     return rule
 
 
