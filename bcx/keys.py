@@ -24,6 +24,7 @@ Every key starts with the configured prefix (default ``bcx``)::
     bcx:stats:tracker:<instance>:<exchange>  … of the tracker named by [tracker] instance
     bcx:stats:gaps:<exchange>                HASH symbol -> sequence gaps seen
     bcx:{rules} / bcx:{rules}:state          HASH id -> rule JSON / id -> state JSON
+    bcx:{rules}:silences / :acks             HASH id -> silence / "id instance" -> ack JSON
     bcx:{events}:alerts / …:deadletter       LIST of delivered / undeliverable events
 
 Keys that one transaction writes together share a hash tag, so every transaction stays in one
@@ -122,6 +123,16 @@ class Keys:
     @property
     def rules_state(self) -> str:
         return f"{self.prefix}:{{rules}}:state"
+
+    @property
+    def rules_silences(self) -> str:
+        """rule id -> silence JSON ({"until", "comment", "time"})."""
+        return f"{self.prefix}:{{rules}}:silences"
+
+    @property
+    def rules_acks(self) -> str:
+        """"<rule id> <instance>" -> acknowledgement JSON ({"alert", "time"})."""
+        return f"{self.prefix}:{{rules}}:acks"
 
     @property
     def rules_changed_channel(self) -> str:

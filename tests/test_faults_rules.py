@@ -185,7 +185,7 @@ def test_a_rule_posted_while_the_watcher_runs_fires_on_the_next_ticks(
         return [event for event in found if event["rule"] == created["id"]]
 
     [event] = wait_for(fired, message="the new rule's event")
-    assert (event["state"], event["value"]) == ("firing", "101")
+    assert (event["state"], event["value"]) == ("firing", 101.0)
 
 
 def test_rules_are_added_and_deleted_on_a_redis_cluster_and_watchers_are_told(

@@ -133,16 +133,79 @@ def test_every_kind_fires_after_for_and_resolves_exactly_once(r, keys, tmp_path,
     assert harness.events() == [(F, instance, 21.0), (R, instance, 40.0)]
 
 
-def test_event_carries_rule_series_value_and_threshold(r, keys, tmp_path):
+def test_event_carries_rule_name_labels_and_numbers(r, keys, tmp_path):
     harness = Harness(r, keys, rule_config(tmp_path, kind="above", threshold=100))
     harness.tick(1, price="100.50")
     [(_, fields)] = r.xrange(keys.events_stream)
     event = json.loads(fields["event"])
-    assert {k: event[k] for k in ("rule", "series", "state", "kind", "value", "threshold",
-                                  "time")} == {
-        "rule": "conf:r", "series": SERIES, "state": "firing", "kind": "above",
-        "value": "100.50", "threshold": 100.0, "time": T0 + 1000}
+    assert {k: event[k] for k in ("rule", "name", "labels", "series", "state", "kind", "value",
+                                  "value_text", "threshold", "time", "silenced")} == {
+        "rule": "conf:r", "name": "r", "labels": {}, "series": SERIES, "state": "firing",
+        "kind": "above", "value": 100.5, "value_text": "100.50", "threshold": 100.0,
+        "time": T0 + 1000, "silenced": False}
     assert event["id"]
+
+
+def test_change_pct_value_is_a_number_as_levels_are(r, keys, tmp_path):
+    harness = Harness(r, keys, rule_config(tmp_path, kind="change_pct", threshold=5,
+                                           window="10s"))
+    harness.tick(0, price="100")
+    harness.tick(12, price="106")
+    harness.passes(12)
+    event = json.loads(r.xrange(keys.events_stream)[-1][1]["event"])
+    assert event["value"] == 6.0 and event["value_text"] is None
+
+
+def test_an_event_of_an_older_version_is_read_with_a_numeric_value():
+    old = json.dumps({"rule": "abc", "series": SERIES, "state": "firing", "kind": "above",
+                      "value": "100.50", "threshold": 100.0, "time": 1, "message": "m",
+                      "id": "x"})
+    event = TriggerEvent.from_json(old)
+    assert (event.value, event.value_text, event.name) == (100.5, "100.50", "abc")
+
+
+def stored_harness(r, keys, tmp_path, **rule):
+    from bcx.rulebook import save_rule
+    config = load_config(tmp_path, "[web]\nrules_max = 10\n")
+    store = RuleStore(r, keys)
+    Store(r, keys).write([Tick("coinbase", "BTC-USD", T0 - 60_000, price="1")])
+    saved = save_rule(store, Store(r, keys), config,
+                      {"name": "hi", "series": SERIES, "threshold": 100, **rule})
+    return Harness(r, keys, config), store, saved
+
+
+def test_a_silenced_rule_still_records_its_events_marked_silenced(r, keys, tmp_path):
+    from bcx.rulebook import silence_rule
+    harness, store, saved = stored_harness(r, keys, tmp_path, cooldown=0,
+                                          labels={"team": "desk"})
+    silence_rule(store, harness.engine.config, saved.id, {"for": "30s"}, T0)
+    harness.engine.changed(saved.id)
+    harness.tick(1, price="101")   # fires inside the silence
+    harness.tick(2, price="99")    # resolves inside it
+    harness.tick(31, price="101")  # fires after it
+    found = [json.loads(fields["event"]) for _, fields in r.xrange(keys.events_stream)]
+    assert [(e["state"], e["silenced"]) for e in found] == [
+        ("firing", True), ("resolved", True), ("firing", False)]
+    assert found[0]["name"] == "hi" and found[0]["labels"] == {"team": "desk"}
+
+
+def test_an_acknowledged_alert_does_not_repeat_until_it_resolves(r, keys, tmp_path):
+    from bcx.rulebook import acknowledge
+    from bcx.store import AlertLog
+    harness, store, saved = stored_harness(r, keys, tmp_path, cooldown=10)
+    harness.tick(1, price="101")
+    [(_, fields)] = r.xrange(keys.events_stream)
+    r.lpush(keys.alerts, fields["event"])  # as the server records it
+    acknowledge(store, AlertLog(r, keys), json.loads(fields["event"])["id"], T0, 100)
+    harness.engine.changed(saved.id)
+    harness.passes(12)
+    harness.passes(30)  # past two cooldowns: no repeat while acknowledged
+    harness.tick(31, price="99")
+    harness.tick(40, price="101")
+    harness.passes(52)  # a new firing after the resolve repeats again
+    assert [state for state, _, _ in harness.events()] == ["firing", "resolved", "firing",
+                                                            "firing"]
+    assert r.hlen(keys.rules_acks) == 0
 
 
 def test_a_crossing_inside_one_batch_counts(r, keys, tmp_path):

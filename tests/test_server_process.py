@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -147,3 +148,35 @@ def test_a_killed_server_delivers_everything_after_restart(r, keys, servers, rec
         assert [event_id for event_id in restarted if event_id != before[3]] == expected[4:]
     second.send_signal(signal.SIGTERM)
     assert second.wait(timeout=20) == 0
+
+
+def test_a_silenced_rule_is_recorded_not_delivered_and_delivery_resumes_after(
+        r, keys, servers, receiver, tmp_path):
+    """The engine's events during a silence reach the alert history, marked, and no notifier;
+    its event after the silence is delivered; an event of an older version (value as text)
+    is still delivered, with its value read as a number."""
+    from bcx.rulebook import silence_rule
+    from bcx.store import EventStream
+    from tests.test_rules import T0, stored_harness
+
+    (tmp_path / "engine").mkdir()
+    harness, store, saved = stored_harness(r, keys, tmp_path / "engine", cooldown=0)
+    silence_rule(store, harness.engine.config, saved.id, {"for": "30s"}, T0)
+    harness.engine.changed(saved.id)
+    harness.tick(1, price="101")   # firing, silenced
+    harness.tick(2, price="99")    # resolved, silenced
+    harness.tick(31, price="101")  # firing after the silence
+    ids = [json.loads(fields["event"])["id"] for _, fields in r.xrange(keys.events_stream)]
+    EventStream(r, keys).publish(json.dumps({
+        "rule": "old", "series": "coinbase:BTC-USD", "state": "firing", "kind": "above",
+        "value": "100.50", "threshold": 100.0, "time": 1, "message": "m", "id": "old-1"}), 100)
+    servers.write_config()
+    servers.start()
+    wait_for(lambda: len(AlertLog(r, keys).recent_alerts()) == 4, timeout=20,
+             message="every event recorded")
+    assert receiver.ids() == [ids[2], "old-1"]
+    assert receiver.bodies[1]["value"] == 100.5 and receiver.bodies[1]["value_text"] == "100.50"
+    delivery = {alert["id"]: alert["delivery"] for alert in AlertLog(r, keys).recent_alerts()}
+    assert [(delivery[i]["silenced"], delivery[i]["notifiers"]) for i in ids] == [
+        (True, {}), (True, {}), (False, {"log": "ok", "webhook": "ok"})]
+    assert log_ids(servers.log_path) == [ids[2], "old-1"]

@@ -89,7 +89,7 @@ def test_a_published_tick_is_evaluated_without_waiting_for_a_pass(r, keys, make_
     entries = wait_for(lambda: r.xrange(keys.events_stream), message="a trigger event")
     event = json.loads(entries[0][1]["event"])
     assert (event["rule"], event["state"], event["value"]) == ("conf:btc-high", "firing",
-                                                                "50001.5")
+                                                                50001.5)
 
 
 def test_roll_ups_are_kept_up_to_date(r, keys, watcher):

@@ -14,7 +14,15 @@ from bcx import aggregate, query, rulebook
 from bcx import health as healthmod
 from bcx.config import FIELDS, Config
 from bcx.keys import Keys
-from bcx.store import AlertLog, RollupStore, RuleStore, Store, Stores, TradeStore
+from bcx.store import (
+    AlertLog,
+    EventStream,
+    RollupStore,
+    RuleStore,
+    Store,
+    Stores,
+    TradeStore,
+)
 from bcx.timeutil import now_ms
 from web import openapi, params, sse
 from web.errors import error_response
@@ -167,16 +175,103 @@ def _default_day(args: Any) -> tuple[int, int]:
 
 @bp.get("/alerts")
 def alerts() -> Response:
-    args = _args("limit")
+    args = _args("limit", "series", "rule", "state", "since")
     limit = params.integer(args, "limit", 50, 1, ALERTS_MAX)
-    return jsonify(alerts=AlertLog(_connection(), _keys()).recent_alerts(limit))
+    series = params.text(args, "series")
+    rule = params.text(args, "rule")
+    state = params.choice(args, "state", ("firing", "resolved"), "") or None
+    since = params.instant(args, "since")
+    return jsonify(alerts=AlertLog(_connection(), _keys()).recent_alerts(
+        limit, series=series, rule=rule, state=state, since=since,
+        scan=_cfg().server.alerts_max))
+
+
+@bp.post("/alerts/<alert_id>/ack")
+def ack_alert(alert_id: str) -> tuple[Response, int]:
+    _args()
+    _authorise()
+    try:
+        ack = rulebook.acknowledge(_rule_store(), AlertLog(_connection(), _keys()), alert_id,
+                                   now_ms(), _cfg().server.alerts_max)
+    except LookupError as exc:
+        return error_response(404, str(exc))
+    except rulebook.RuleConflict as exc:
+        return error_response(409, str(exc))
+    return jsonify(ack), 200
+
+
+def _with_status(found: list[rulebook.Rule]) -> list[dict[str, Any]]:
+    store, now = _rule_store(), now_ms()
+    states, silences = store.states(), rulebook.silences(store)
+    return [dict(rule.to_dict(), status=rulebook.rule_status(
+        rule, states.get(rule.id), silences.get(rule.id), now)) for rule in found]
+
+
+def _rule_or_404(rule_id: str) -> rulebook.Rule:
+    rule = rulebook.find_rule(_rule_store(), _cfg(), rule_id)
+    if rule is None:
+        abort(404, f"no rule {rule_id}")
+    return rule
 
 
 @bp.get("/rules")
 def rules() -> Response:
     _args()
-    found = rulebook.all_rules(_rule_store(), _cfg())
-    return jsonify(rules=[rule.to_dict() for rule in found])
+    return jsonify(rules=_with_status(rulebook.all_rules(_rule_store(), _cfg())))
+
+
+@bp.get("/rules/<rule_id>")
+def rule_view(rule_id: str) -> Response:
+    _args()
+    return jsonify(_with_status([_rule_or_404(rule_id)])[0])
+
+
+@bp.patch("/rules/<rule_id>")
+def patch_rule(rule_id: str) -> Response | tuple[Response, int]:
+    _args()
+    _authorise()
+    try:
+        rule = rulebook.patch_rule(_rule_store(), _cfg(), rule_id, _json_body(),
+                                   EventStream(_connection(), _keys()),
+                                   _cfg().redis.stream_maxlen)
+    except rulebook.RuleError as exc:
+        raise query.QueryError(exc.field, str(exc).partition(": ")[2]) from None
+    except rulebook.RuleConflict as exc:
+        return error_response(409, str(exc))
+    if rule is None:
+        abort(404, f"no rule {rule_id}")
+    return jsonify(_with_status([rule])[0])
+
+
+@bp.post("/rules/<rule_id>/silence")
+def silence_rule(rule_id: str) -> Response:
+    _args()
+    _authorise()
+    try:
+        silence = rulebook.silence_rule(_rule_store(), _cfg(), rule_id, _json_body(), now_ms())
+    except rulebook.RuleError as exc:
+        raise query.QueryError(exc.field, str(exc).partition(": ")[2]) from None
+    if silence is None:
+        abort(404, f"no rule {rule_id}")
+    return jsonify(silence)
+
+
+@bp.delete("/rules/<rule_id>/silence")
+def lift_silence(rule_id: str) -> Response:
+    _args()
+    _authorise()
+    _rule_or_404(rule_id)
+    if not _rule_store().lift_silence(rule_id):
+        abort(404, f"rule {rule_id} is not silenced")
+    return Response(status=204)
+
+
+def _json_body() -> Any:
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        # Nested deeper than the JSON reader goes (silent= only covers ValueError).
+        return None
 
 
 @bp.post("/rules")
@@ -184,12 +279,7 @@ def add_rule() -> tuple[Response, int]:
     _args()
     _authorise()
     try:
-        document = request.get_json(silent=True)
-    except RecursionError:
-        # Nested deeper than the JSON reader goes (silent= only covers ValueError).
-        document = None
-    try:
-        rule = rulebook.save_rule(_rule_store(), _store(), _cfg(), document)
+        rule = rulebook.save_rule(_rule_store(), _store(), _cfg(), _json_body())
     except rulebook.UnknownSeries as exc:
         return error_response(422, str(exc).partition(": ")[2], parameter=exc.field)
     except rulebook.RuleError as exc:
@@ -205,7 +295,8 @@ def delete_rule(rule_id: str) -> Response:
     _authorise()
     if rule_id.startswith(rulebook.CONFIG_PREFIX):
         abort(409, f"rule {rule_id} is defined in bcx.conf; remove it there")
-    if not rulebook.delete_rule(_rule_store(), rule_id):
+    if not rulebook.delete_rule(_rule_store(), rule_id, EventStream(_connection(), _keys()),
+                                _cfg().redis.stream_maxlen):
         abort(404, f"no rule {rule_id}")
     return Response(status=204)
 

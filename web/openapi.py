@@ -46,6 +46,9 @@ BAD_PARAM = _error("A parameter is invalid; the message names it.")
 NO_SERIES = _error("Unknown series.")
 REDIS_DOWN = _error("Redis is unavailable.")
 TEXT = {"type": "string", "minLength": 1, "maxLength": 64}
+RULE_ID = {"name": "rule_id", "in": "path", "required": True, "schema": {"type": "string"}}
+WRITE_ERRORS = {"401": _error("Missing or wrong token."),
+                "403": _error("Writes are disabled (no [web] api_token).")}
 SERIES_PATTERN = "(" + "|".join(EXCHANGES) + "):[A-Z0-9]{1,12}-[A-Z0-9]{1,12}"
 
 
@@ -71,11 +74,18 @@ RULE_PROPERTIES: dict[str, Any] = {
     "for": _duration("for", 0, "how long the condition must hold"),
     "cooldown": _duration("cooldown", 0, "least time between firings"),
     "enabled": {"type": "boolean"},
+    "labels": {"type": "object", "maxProperties": rulebook.LABELS_MAX,
+               "description": "names (as rule names) to strings, passed on in the rule's "
+                              "events",
+               "propertyNames": {"pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+               "additionalProperties": {"type": "string",
+                                        "maxLength": rulebook.LABEL_VALUE_MAX}},
     "id": {"description": "ignored (a listed rule may be posted back as it is)"},
     "source": {"description": "ignored"},
+    "status": {"description": "ignored"},
 }
 RULE_OUTPUT = {**{key: value for key, value in RULE_PROPERTIES.items()
-                  if key not in ("id", "source")},
+                  if key not in ("id", "source", "status")},
                "name": {"type": "string"}, "series": {"type": "string"},
                "threshold": NUMBER_OR_NULL, "window": {"type": "number"},
                "for": {"type": "number"}, "cooldown": {"type": "number"}}
@@ -110,6 +120,27 @@ def _rule_input() -> dict[str, Any]:
                threshold={**RULE_PROPERTIES["threshold"], "nullable": True,
                           "description": "ignored"}),
     ]}
+
+
+def _rule_patch() -> dict[str, Any]:
+    properties = {key: RULE_PROPERTIES[key] for key in rulebook.PATCHABLE}
+    properties["threshold"] = {**properties["threshold"], "nullable": True}
+    return {"type": "object", "properties": properties, "minProperties": 1,
+            "additionalProperties": False,
+            "description": "The keys to change; the rule is validated as a whole afterwards. "
+                           "kind, series, field and spread_mode cannot be changed."}
+
+
+STATUS = {
+    "type": "object", "description": "what the rule is doing now",
+    "properties": {
+        "state": {"type": "string", "enum": ["normal", "pending", "firing", "silenced",
+                                             "no_data"]},
+        "since": {**MS_OR_NULL, "description": "when it entered that state"},
+        "value": {**NUMBER_OR_NULL, "description": "the last value observed"},
+        "silenced_until": MS_OR_NULL,
+        "silence_comment": {"type": "string", "nullable": True}},
+    "required": ["state", "since", "value"]}
 
 
 def schemas(cfg: Config) -> dict[str, Any]:
@@ -206,16 +237,45 @@ def schemas(cfg: Config) -> dict[str, Any]:
             ["series", "field", "start", "end", "source", "count", "min", "max", "mean",
              "median", "std", "first", "last", "change_pct", "spread", "volume",
              "quote_volume", "vwap", "trades", "buy_volume"]),
-        "Alert": _object({"rule": {"type": "string"}, "series": {"type": "string"},
+        "Alert": _object({"rule": {"type": "string", "description": "the rule's id"},
+                          "name": {"type": "string", "description": "the rule's name"},
+                          "labels": {"type": "object",
+                                     "additionalProperties": {"type": "string"}},
+                          "series": {"type": "string"},
                           "state": {"type": "string"}, "kind": {"type": "string"},
+                          "value": NUMBER_OR_NULL, "threshold": NUMBER_OR_NULL,
+                          "value_text": {"type": "string", "nullable": True,
+                                         "description": "the value's exact decimal text, "
+                                         "where it has one (a price, a volume)"},
+                          "silenced": {"type": "boolean", "description": "recorded, not "
+                                       "delivered: the rule was silenced"},
                           "time": MS, "message": {"type": "string"},
                           "id": {"type": "string"}}, []),
+        "Silence": _object({"until": MS, "comment": {"type": "string"}, "time": MS},
+                           ["until", "comment", "time"]),
+        "SilenceInput": {"type": "object", "additionalProperties": False,
+                         "required": ["for"], "properties": {
+                             "for": {"description": "how long: seconds, or a string such "
+                                                    "as 1h",
+                                     "anyOf": [{"type": "number", "minimum": 0,
+                                                "exclusiveMinimum": True,
+                                                "maximum": rulebook.DURATION_MAX_S},
+                                               {"type": "string", "pattern":
+                                                f"^{rulebook.DURATION_PATTERNS['for']}$",
+                                                "description": "above 0"}]},
+                             "comment": {"type": "string",
+                                         "maxLength": rulebook.COMMENT_MAX}}},
+        "Ack": _object({"alert": {"type": "string"}, "rule": {"type": "string"},
+                        "series": {"type": "string"}, "time": MS},
+                       ["alert", "rule", "series", "time"]),
+        "RulePatch": _rule_patch(),
         "Alerts": _object({"alerts": {"type": "array", "items": {
             "$ref": "#/components/schemas/Alert"}}}, ["alerts"]),
         "RuleInput": _rule_input(),
         "Rule": _object({"id": {"type": "string"},
                          "source": {"type": "string", "enum": ["config", "api"]},
-                         **RULE_OUTPUT}, ["id", "name", "source", "kind"]),
+                         **RULE_OUTPUT, "status": STATUS},
+                        ["id", "name", "source", "kind"]),
         "Rules": _object({"rules": {"type": "array", "items": {
             "$ref": "#/components/schemas/Rule"}}}, ["rules"]),
         "Health": _object({
@@ -318,11 +378,26 @@ def document(cfg: Config) -> dict[str, Any]:
                 "ticks whenever they hold the range, approximate from roll-ups for long ranges "
                 "or trimmed history.",
                 [FIELD, START, END], {"200": _ok("Stats"), "400": BAD_PARAM, "404": NO_SERIES})},
-            "/alerts": {"get": _op("Recent delivered trigger events, newest first.",
-                                   [_query("limit", "Most events returned.", {
-                                       "type": "integer", "minimum": 1, "maximum": 1000,
-                                       "default": 50})],
-                                   {"200": _ok("Alerts"), "400": BAD_PARAM})},
+            "/alerts": {"get": _op(
+                "Recent handled trigger events (delivered, or recorded for a silenced rule), "
+                "newest first; the filters combine.",
+                [_query("limit", "Most events returned.", {
+                    "type": "integer", "minimum": 1, "maximum": 1000, "default": 50}),
+                 _query("series", "Only this series (or exchange, for feed_down).", TEXT),
+                 _query("rule", "Only this rule, by id or name.", TEXT),
+                 _query("state", "Only firing or resolved events.",
+                        {"type": "string", "enum": ["firing", "resolved"]}),
+                 _query("since", f"Only events at or after: {TIMES}.", INSTANT)],
+                {"200": _ok("Alerts"), "400": BAD_PARAM})},
+            "/alerts/{alert_id}/ack": {"post": {**_op(
+                "Acknowledge a firing alert (needs the API token): its rule stops repeating it "
+                "until it resolves.", [], {
+                    "200": _ok("Ack"), **WRITE_ERRORS,
+                    "404": _error("No such alert in the alert history."),
+                    "409": _error("The alert is not firing now.")}),
+                "parameters": [{"name": "alert_id", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "security": [{"bearer": []}]}},
             "/rules": {
                 "get": _op("Every alert rule, from bcx.conf and from the API.", [],
                            {"200": _ok("Rules")}),
@@ -340,14 +415,40 @@ def document(cfg: Config) -> dict[str, Any]:
                     "requestBody": {"required": True, "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/RuleInput"}}}}},
             },
-            "/rules/{rule_id}": {"delete": {**_op("Delete a rule added through the API.", [], {
-                "204": {"description": "Deleted"}, "401": _error("Missing or wrong token."),
-                "403": _error("Writes are disabled."),
-                "404": _error("No such rule."),
-                "409": _error("The rule is defined in bcx.conf.")}),
-                "parameters": [{"name": "rule_id", "in": "path", "required": True,
-                                "schema": {"type": "string"}}],
-                "security": [{"bearer": []}]}},
+            "/rules/{rule_id}": {
+                "parameters": [RULE_ID],
+                "get": _op("One rule and what it is doing now.", [], {
+                    "200": _ok("Rule"), "404": _error("No such rule.")}),
+                "patch": {**_op("Change a rule added through the API (needs the API token).",
+                                [], {
+                    "200": _ok("Rule"), "400": _error("A key cannot be changed or a value "
+                                                      "is invalid."), **WRITE_ERRORS,
+                    "404": _error("No such rule."),
+                    "409": _error("The rule is defined in bcx.conf, or the name is taken."),
+                    "413": _error("Body too large.")}),
+                    "security": [{"bearer": []}],
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/RulePatch"}}}}},
+                "delete": {**_op("Delete a rule added through the API; a firing rule sends "
+                                 "its resolved events.", [], {
+                    "204": {"description": "Deleted"}, **WRITE_ERRORS,
+                    "404": _error("No such rule."),
+                    "409": _error("The rule is defined in bcx.conf.")}),
+                    "security": [{"bearer": []}]}},
+            "/rules/{rule_id}/silence": {
+                "parameters": [RULE_ID],
+                "post": {**_op("Silence a rule (needs the API token): its events are recorded "
+                               "but not delivered until `for` has passed.", [], {
+                    "200": _ok("Silence"), "400": _error("The silence is invalid."),
+                    **WRITE_ERRORS, "404": _error("No such rule."),
+                    "413": _error("Body too large.")}),
+                    "security": [{"bearer": []}],
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/SilenceInput"}}}}},
+                "delete": {**_op("Lift a rule's silence (needs the API token).", [], {
+                    "204": {"description": "Lifted"}, **WRITE_ERRORS,
+                    "404": _error("No such rule, or it is not silenced.")}),
+                    "security": [{"bearer": []}]}},
             "/health": {"get": _op("Component heartbeats and series staleness.", [_query(
                 "always_200", "true: answer 200 even when unhealthy (`healthy` says which).",
                 {"type": "string", "enum": ["true", "false"]})], {

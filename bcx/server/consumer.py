@@ -10,7 +10,8 @@ in its pending list.
 
 The tracker's feed reports (``bcx.events.is_feed_report``) are acknowledged without being
 delivered or recorded: they are the input of ``feed_down`` rules, whose own events are the
-alerts, so a feed that goes down reaches the user once, not twice.
+alerts, so a feed that goes down reaches the user once, not twice. An event of a silenced rule
+(``silenced``) is recorded, with ``"silenced": true`` in its delivery record, and not delivered.
 """
 
 from __future__ import annotations
@@ -187,12 +188,17 @@ class Consumer:
                       event.id)
             self._commit(entry_id, lambda pipe: None)
             return
-        outcomes = [self._deliver(notifier, event, payload) for notifier in self.notifiers]
+        if event.silenced:
+            log.info("event %s of silenced rule %s: recorded, not delivered", event.id,
+                     event.name)
+            outcomes = []
+        else:
+            outcomes = [self._deliver(notifier, event, payload) for notifier in self.notifiers]
         document = json.loads(payload)
         self._commit(entry_id, lambda pipe: history.record(
             self.alerts, pipe, event=document, entry=entry_id, consumer=self.name,
             outcomes=outcomes, alerts_max=self.server.alerts_max,
-            dead_letter_max=self.server.dead_letter_max))
+            dead_letter_max=self.server.dead_letter_max, silenced=event.silenced))
         self.stats["handled"] += 1
         self.stats["failures"] += sum(not outcome.ok for outcome in outcomes)
         self.stats["delivered"] += sum(outcome.ok for outcome in outcomes)

@@ -7,7 +7,11 @@ Both are capped LISTs, newest first, of JSON objects. An alert is the event's ow
 
     {"id": "…", "rule": "…", "series": "…", "state": "firing", …,
      "delivery": {"entry": "<stream id>", "time": <ms>, "consumer": "…",
-                  "notifiers": {"log": "ok", "webhook": "failed: HTTP 503"}}}
+                  "notifiers": {"log": "ok", "webhook": "failed: HTTP 503"},
+                  "silenced": false}}
+
+``silenced`` true: the rule was silenced, the event was recorded and not delivered (no
+notifier saw it).
 
 A dead letter is one notifier's failure on one event: the event's fields plus ``failure``
 (``notifier``, ``error``, ``attempts``, ``time``, ``entry``, ``consumer``). An entry whose
@@ -40,10 +44,11 @@ class Outcome:
 
 
 def alert(event: dict[str, Any], *, entry: str, consumer: str, outcomes: list[Outcome],
-          time: int) -> dict[str, Any]:
+          time: int, silenced: bool = False) -> dict[str, Any]:
     """The alert-history document of a handled event."""
     return dict(event, delivery={"entry": entry, "time": time, "consumer": consumer,
-                                 "notifiers": {o.notifier: o.summary() for o in outcomes}})
+                                 "notifiers": {o.notifier: o.summary() for o in outcomes},
+                                 "silenced": silenced})
 
 
 def failures(event: dict[str, Any], *, entry: str, consumer: str, outcomes: list[Outcome],
@@ -65,12 +70,12 @@ def undecodable(fields: dict[str, str], *, entry: str, consumer: str, error: str
 
 def record(alerts: AlertLog, pipe: redis.client.Pipeline, *, event: dict[str, Any], entry: str,
            consumer: str, outcomes: list[Outcome], alerts_max: int,
-           dead_letter_max: int) -> None:
+           dead_letter_max: int, silenced: bool = False) -> None:
     """Queue on ``pipe`` the alert-history entry of a handled event and one dead letter per
     notifier that gave up, each list trimmed to its cap."""
     time = now_ms()
     alerts.record(pipe, alert(event, entry=entry, consumer=consumer, outcomes=outcomes,
-                              time=time),
+                              time=time, silenced=silenced),
                   failures(event, entry=entry, consumer=consumer, outcomes=outcomes, time=time),
                   alerts_max=alerts_max, dead_letter_max=dead_letter_max)
 

@@ -20,6 +20,11 @@ from bcx.keys import Keys
 log = logging.getLogger(__name__)
 
 
+def _time(item: dict[str, Any]) -> int:
+    value = item.get("time")
+    return value if isinstance(value, int) else -1
+
+
 def _dumps(document: dict[str, Any]) -> str:
     return json.dumps(document, separators=(",", ":"))
 
@@ -53,9 +58,24 @@ class AlertLog:
         if letters:
             pipeline.ltrim(self.keys.dead_letter, 0, dead_letter_max - 1)
 
-    def recent_alerts(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The ``limit`` most recently handled events, newest first."""
-        return self._read(self.keys.alerts, limit)
+    def recent_alerts(self, limit: int = 100, *, series: str | None = None,
+                      rule: str | None = None, state: str | None = None,
+                      since: int | None = None, scan: int = 0) -> list[dict[str, Any]]:
+        """The ``limit`` most recently handled events, newest first. With filters, the
+        ``scan`` newest entries (the list's cap) are read and those matching every filter
+        kept: ``rule`` matches the rule's id or name, ``since`` the event time (ms)."""
+        if series is rule is state is since is None:
+            return self._read(self.keys.alerts, limit)
+        found = []
+        for item in self._read(self.keys.alerts, max(scan, limit)):
+            if ((series is None or item.get("series") == series)
+                    and (rule is None or rule in (item.get("rule"), item.get("name")))
+                    and (state is None or item.get("state") == state)
+                    and (since is None or _time(item) >= since)):
+                found.append(item)
+                if len(found) >= limit:
+                    break
+        return found
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         """The ``limit`` most recent notifier failures, newest first."""

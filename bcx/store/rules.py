@@ -1,7 +1,9 @@
 """Alert rules stored through the API and the rule engine's saved states.
 
-``bcx:{rules}`` maps rule id -> rule JSON, ``bcx:{rules}:state`` rule id -> state JSON; both
-share the ``{rules}`` hash tag, so a delete removes a rule and its state in one transaction.
+``bcx:{rules}`` maps rule id -> rule JSON, ``bcx:{rules}:state`` rule id -> state JSON,
+``bcx:{rules}:silences`` rule id -> silence JSON and ``bcx:{rules}:acks`` "<rule id> <instance>"
+-> acknowledgement JSON; all share the ``{rules}`` hash tag, so a delete removes a rule, its
+state, silence and acknowledgements in one transaction.
 A change notice (the rule id) goes out on ``keys.rules_changed_channel`` after each add or
 delete, never inside the transaction (Redis Cluster refuses PUBLISH there).
 """
@@ -57,15 +59,41 @@ class RuleStore:
         self.connection.transaction(add, self.keys.rules)
         self._notify(rule_id)
 
+    def replace(self, rule_id: str, change: Callable[[str, dict[str, str]], str]) -> bool:
+        """Rewrite a stored rule: ``change(text, documents)`` sees its JSON and every stored
+        document under WATCH and returns the new text (or raises to refuse). False when there
+        is no such rule; watchers are told otherwise."""
+
+        def rewrite(pipe: redis.client.Pipeline) -> bool:
+            documents = pipe.hgetall(self.keys.rules)
+            if rule_id not in documents:
+                return False
+            text = change(documents[rule_id], documents)
+            pipe.multi()
+            pipe.hset(self.keys.rules, rule_id, text)
+            return True
+
+        found = self.connection.transaction(rewrite, self.keys.rules, value_from_callable=True)
+        if found:
+            self._notify(rule_id)
+        return bool(found)
+
     def delete(self, rule_id: str) -> bool:
         """Remove a rule and its state (one MULTI: same hash tag); True if the rule existed."""
         pipe = self.connection.pipeline(transaction=True)
         pipe.hdel(self.keys.rules, rule_id)
         pipe.hdel(self.keys.rules_state, rule_id)
-        removed, _ = pipe.execute()
+        pipe.hdel(self.keys.rules_silences, rule_id)
+        removed = pipe.execute()[0]
+        if removed:
+            self.drop_acks(rule_id)
         if removed:
             self._notify(rule_id)
         return bool(removed)
+
+    def notify(self, rule_id: str) -> None:
+        """Tell watchers that ``rule_id`` (or its silence or acknowledgements) changed."""
+        self._notify(rule_id)
 
     def _notify(self, rule_id: str) -> None:
         # The change is stored by now: a lost notice only delays watchers until their next
@@ -91,3 +119,41 @@ class RuleStore:
         ids = list(rule_ids)
         if ids:
             self._target(pipeline).hdel(self.keys.rules_state, *ids)
+
+    def state(self, rule_id: str) -> str | None:
+        return self.connection.hget(self.keys.rules_state, rule_id)
+
+    # ------------------------------------------------------------------ silences
+    def silences(self) -> dict[str, str]:
+        """Every silence: rule id -> its JSON text (lapsed ones too, until lifted)."""
+        return self.connection.hgetall(self.keys.rules_silences)
+
+    def silence(self, rule_id: str, text: str) -> None:
+        self.connection.hset(self.keys.rules_silences, rule_id, text)
+        self._notify(rule_id)
+
+    def lift_silence(self, rule_id: str) -> bool:
+        removed = self.connection.hdel(self.keys.rules_silences, rule_id)
+        if removed:
+            self._notify(rule_id)
+        return bool(removed)
+
+    # ------------------------------------------------------------------ acknowledgements
+    def acks(self) -> dict[str, str]:
+        """Every acknowledgement: "<rule id> <instance>" -> its JSON text."""
+        return self.connection.hgetall(self.keys.rules_acks)
+
+    def acknowledge(self, rule_id: str, instance: str, text: str) -> None:
+        self.connection.hset(self.keys.rules_acks, f"{rule_id} {instance}", text)
+        self._notify(rule_id)
+
+    def drop_ack(self, rule_id: str, instance: str,
+                 pipeline: redis.client.Pipeline | None = None) -> None:
+        self._target(pipeline).hdel(self.keys.rules_acks, f"{rule_id} {instance}")
+
+    def drop_acks(self, rule_id: str) -> None:
+        """Every acknowledgement of one rule (its rule was deleted)."""
+        fields = [name for name in self.connection.hkeys(self.keys.rules_acks)
+                  if name.partition(" ")[0] == rule_id]
+        if fields:
+            self.connection.hdel(self.keys.rules_acks, *fields)

@@ -38,6 +38,13 @@ before the state that records them is saved: a crash in between may repeat an ev
 lose one. The states of rules that no longer exist (deleted, removed from bcx.conf, disabled)
 are dropped at each reload, so a rule added again later starts afresh.
 
+A silenced rule (``bcx.rulebook.silence_rule``) still changes state and publishes its events,
+marked ``silenced``: the server records them without delivering. An acknowledged firing
+instance (``bcx.rulebook.acknowledge``) does not repeat; the acknowledgement is dropped when it
+resolves. Silences and acknowledgements are re-read with the rules (a change notice names the
+rule). Each event carries the rule's name and labels, its value as a number and, where the
+value is an exact decimal, its text (``value_text``).
+
 Cost, so that 1,000 rules stay cheap: an evaluation reads each series' latest values, and each
 change_pct reference, once for all the rules that need it, and saves only the states that
 changed, in one HSET. A change notice (``keys.rules_changed_channel``, payload the rule id)
@@ -60,7 +67,14 @@ from bcx.config import Config
 from bcx.events import TriggerEvent
 from bcx.heartbeat import RESTARTING, Heartbeat
 from bcx.keys import Keys, split_series_id
-from bcx.rulebook import CONFIG_PREFIX, Rule, config_rules, stored_rule, stored_rules
+from bcx.rulebook import (
+    CONFIG_PREFIX,
+    Rule,
+    config_rules,
+    silences,
+    stored_rule,
+    stored_rules,
+)
 from bcx.store import RollupStore, RuleStore, Store, TradeStore
 from bcx.store.channels import Channels
 from bcx.store.events import EventStream
@@ -97,6 +111,8 @@ class RuleEngine:
         self.last_seen: dict[str, int] = {}  # series -> ms this watcher last saw a tick
         self.feeds: dict[str, bool] = {}  # exchange -> down, as the tracker last said
         self.emitted = 0
+        self.silenced_until: dict[str, int] = {}  # rule id -> ms its silence ends
+        self.acked: set[tuple[str, str]] = set()  # (rule id, instance) acknowledged firings
         self._volumes: dict[tuple[str, int], Any] = {}  # (series, window ms) -> this pass's
 
     # ------------------------------------------------------------------ set-up
@@ -113,6 +129,14 @@ class RuleEngine:
         notice was missed."""
         self.stored = {rule.id: rule for rule in stored_rules(self.rule_store)}
         self._index()
+        self._load_marks()
+
+    def _load_marks(self) -> None:
+        """Silences and acknowledgements, as the API last wrote them."""
+        self.silenced_until = {rule_id: int(silence["until"])
+                               for rule_id, silence in silences(self.rule_store).items()}
+        self.acked = {tuple(name.split(" ", 1)) for name in self.rule_store.acks()
+                      if " " in name}  # type: ignore[misc]
 
     def changed(self, rule_id: str) -> None:
         """A change notice names one stored rule (added or deleted): read only that one, so
@@ -126,6 +150,7 @@ class RuleEngine:
         else:
             self.stored[rule_id] = rule
         self._index()
+        self._load_marks()
 
     def _index(self) -> None:
         ordered = self.config_rules + [self.stored[rule_id] for rule_id in sorted(self.stored)]
@@ -205,9 +230,11 @@ class RuleEngine:
         latest, references = self._snapshot(rules, observed, now)
         out: list[TriggerEvent] = []
         dirty: set[str] = set()
+        resolved: list[tuple[str, str]] = []
         for rule in rules:
             state = self.states.setdefault(rule.id, RuleState())
             before = state.fingerprint()
+            values = [instance.value for instance in state.instances.values()]
             try:
                 observations = self._observations(rule, latest, references, observed, now)
             except (ArithmeticError, ValueError):
@@ -221,11 +248,19 @@ class RuleEngine:
                 except (InvalidOperation, ValueError):
                     log.warning("rule %s: cannot compare %r", rule.id, value)
                     continue
+                acked = (rule.id, key) in self.acked
                 change = instance.step(holds, now, int(rule.spec.for_ * 1000),
-                                       int(rule.spec.cooldown * 1000))
+                                       int(rule.spec.cooldown * 1000), acked)
+                instance.value = _number(rule, value)
                 if change is not None:
-                    out.append(_event(rule, key, change, value, now))
-            if state.fingerprint() != before:
+                    out.append(_event(rule, key, change, value, now,
+                                      self.silenced_until.get(rule.id, 0) > now))
+                if change == events.RESOLVED and acked:
+                    resolved.append((rule.id, key))
+            # The last values ride along with state changes, and with every periodic pass.
+            if state.fingerprint() != before or (
+                    observed is None
+                    and values != [instance.value for instance in state.instances.values()]):
                 dirty.add(rule.id)
         for event in out:
             self.event_stream.publish(event.to_json(), self.config.redis.stream_maxlen)
@@ -233,6 +268,9 @@ class RuleEngine:
         self.emitted += len(out)
         self.rule_store.save_states({rule_id: self.states[rule_id].to_json()
                                      for rule_id in dirty})
+        for rule_id, key in resolved:  # an acknowledgement lasts until its alert resolves
+            self.acked.discard((rule_id, key))
+            self.rule_store.drop_ack(rule_id, key)
         return len(out)
 
     def _snapshot(self, rules: list[Rule], observed: dict[str, list[dict[str, Any]]] | None,
@@ -330,14 +368,25 @@ def _holds(rule: Rule, instance: Instance, value: Any) -> bool:
     return number > threshold  # spread, stale
 
 
-def _event(rule: Rule, key: str, change: str, value: Any, now: int) -> TriggerEvent:
+def _number(rule: Rule, value: Any) -> float | None:
+    """The observed value as the JSON number events and states carry (None for feed_down)."""
+    if rule.spec.kind == FEED_DOWN:
+        return None
+    number = float(value)
+    return number if isinstance(value, str) or rule.spec.kind in ("volume", "spread") \
+        else round(number, 4)
+
+
+def _event(rule: Rule, key: str, change: str, value: Any, now: int,
+           silenced: bool = False) -> TriggerEvent:
     spec = rule.spec
+    text: str | None = None
     if spec.kind == FEED_DOWN:
         shown: float | str | None = None
     elif isinstance(value, str) or (spec.kind == "spread" and spec.spread_mode == "abs"):
-        shown = str(value)
+        shown = text = str(value)
     elif spec.kind == "volume":
-        shown = format(value, "f")
+        shown = text = format(value, "f")
     else:
         shown = round(float(value), 4)
     what = {"stale": "seconds without a tick", "change_pct": f"% change over {spec.window:g}s",
@@ -345,9 +394,10 @@ def _event(rule: Rule, key: str, change: str, value: Any, now: int) -> TriggerEv
             "trade_size": "trade size"}.get(spec.kind, spec.field)
     detail = ("feed down" if spec.kind == FEED_DOWN
               else f"{what} {shown} ({spec.kind} {spec.threshold:g})")
-    return TriggerEvent(rule=rule.id, series=key, state=change, kind=spec.kind, value=shown,
-                        threshold=spec.threshold, time=now,
-                        message=f"{rule.name} {change}: {key} {detail}")
+    return TriggerEvent(rule=rule.id, series=key, state=change, kind=spec.kind,
+                        value=_number(rule, value), threshold=spec.threshold, time=now,
+                        message=f"{rule.name} {change}: {key} {detail}", name=rule.name,
+                        labels=dict(rule.labels), value_text=text, silenced=silenced)
 
 
 def watch(engine: RuleEngine, stop: Event, heartbeat: Heartbeat, interval: float,

@@ -10,6 +10,9 @@ into at most one event (Prometheus-style ``for`` plus a cooldown)::
     firing --still holds, cooldown > 0 and a cooldown since the last firing--> firing (FIRING
                                                                                again: repeat)
 
+A repeat is suppressed while the instance is acknowledged (``acked``); the acknowledgement ends
+with the firing (the engine drops it on RESOLVED).
+
 States live in the ``rules:state`` hash as JSON, ``{"instances": {key: {...}}}`` per rule id,
 so a restarted watcher neither fires again what already fired nor forgets a pending ``for``.
 """
@@ -30,22 +33,27 @@ class Instance:
     since: int | None = None  # ms the condition started holding
     fired: int | None = None  # ms of the last FIRING event (cooldowns count from it)
     armed: bool = False  # cross rules: a value on the near side of the threshold was seen
+    entered: int | None = None  # ms the instance entered its current state
+    value: float | None = None  # the last observed value (saved with the next state change)
 
-    def step(self, holds: bool, now: int, for_ms: int, cooldown_ms: int) -> str | None:
+    def step(self, holds: bool, now: int, for_ms: int, cooldown_ms: int,
+             acked: bool = False) -> str | None:
         """Advance on one evaluation; returns FIRING, RESOLVED or None (no event)."""
         if not holds:
             was_firing = self.state == FIRING_STATE
+            if self.state != OK:
+                self.entered = now
             self.state, self.since = OK, None
             return RESOLVED if was_firing else None
         if self.state == OK:
-            self.state, self.since = PENDING, now
+            self.state, self.since, self.entered = PENDING, now, now
         cooled = self.fired is None or now - self.fired >= cooldown_ms
         if self.state == PENDING:
             if now - (self.since or now) >= for_ms and cooled:
-                self.state, self.fired = FIRING_STATE, now
+                self.state, self.fired, self.entered = FIRING_STATE, now, now
                 return FIRING
             return None
-        if cooldown_ms > 0 and cooled:
+        if cooldown_ms > 0 and cooled and not acked:
             self.fired = now
             return FIRING
         return None
@@ -53,7 +61,7 @@ class Instance:
     def as_dict(self) -> dict[str, object]:
         # By hand, not dataclasses.asdict: this runs for every rule on every evaluation.
         return {"state": self.state, "since": self.since, "fired": self.fired,
-                "armed": self.armed}
+                "armed": self.armed, "entered": self.entered, "value": self.value}
 
 
 @dataclass

@@ -14,10 +14,10 @@
     return BCX.el("tr", { dataset: { series: event.series, state: event.state } },
       BCX.el("td", { class: "time" }, BCX.fmtTime(event.time)),
       BCX.el("td", {}, BCX.el("a", { href: BCX.chartUrl(event.series) }, event.series)),
-      BCX.el("td", {}, event.rule),
-      BCX.el("td", {}, state),
+      BCX.el("td", { title: event.rule }, event.name || event.rule),
+      BCX.el("td", {}, state, event.silenced ? " (silenced)" : ""),
       BCX.el("td", {}, event.kind),
-      BCX.el("td", { class: "num" }, event.value ?? "–"),
+      BCX.el("td", { class: "num" }, event.value_text ?? event.value ?? "–"),
       BCX.el("td", { class: "num" }, event.threshold ?? "–"),
       BCX.el("td", { class: "wrap" }, event.message || ""));
   }

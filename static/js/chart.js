@@ -290,8 +290,10 @@
 
   function flag(event) {
     const firing = event.state === "firing";
-    return { x: event.time, title: firing ? "▲" : "✓", id: event.id,
-      text: `<b>${event.rule}</b> ${event.state}<br>${event.message || ""}`,
+    const down = ["below", "cross_down"].includes(event.kind)
+      || (event.kind === "change_pct" && event.threshold < 0);
+    return { x: event.time, title: firing ? (down ? "▼" : "▲") : "✓", id: event.id,
+      text: `<b>${event.name || event.rule}</b> ${event.state}<br>${event.message || ""}`,
       color: firing ? "#c0362c" : "#12805c", fillColor: firing ? "#fde8e6" : "#dcfae6" };
   }
 
