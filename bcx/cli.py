@@ -137,13 +137,19 @@ def server(config_path: str | None) -> None:
 @click.option("--loop", is_flag=True, help="Repeat forever, times shifted to now.")
 @click.option("--strict-symbols", is_flag=True,
               help="Refuse subscriptions to symbols the recording does not carry.")
+@click.option("--rest-port", default=0, show_default=True, type=click.IntRange(0, 65535),
+              help="Port of the venue's REST endpoints (the session's trades, generated "
+                   "candles); its URL is the second stdout line. 0 picks a free one.")
+@click.option("--no-rest", is_flag=True, help="Serve the websocket only.")
 def replay(session: str, exchange: str | None, host: str, port: int, speed: float, loop: bool,
-           strict_symbols: bool) -> None:
-    """Serve a recorded SESSION (*.session.jsonl) as a local exchange websocket until SIGTERM."""
+           strict_symbols: bool, rest_port: int, no_rest: bool) -> None:
+    """Serve a recorded SESSION (*.session.jsonl) as a local exchange websocket until SIGTERM,
+    and the venue's REST trades and candles endpoints beside it."""
     from bcx.replay import run
 
     try:
-        run(session, exchange, host, port, speed, loop, strict_symbols)
+        run(session, exchange, host, port, speed, loop, strict_symbols,
+            None if no_rest else rest_port)
     except (ValueError, RuntimeError) as exc:
         click.echo(f"bcx replay: {exc}", err=True)
         raise SystemExit(EXIT_CONFIG) from None
