@@ -219,8 +219,9 @@ def _write(stores: Stores, exchange: str, symbol: str, name: str, interval_s: in
     current = rollups.watermark_fields(exchange, symbol, [
         watermark_field(name, interval_s),
         *(watermark_field(name, coarse) for coarse in _coarser(interval_s, rollup_intervals))])
-    if current[0] is None and not _has_raw(stores, exchange, symbol, name):
-        # Nothing built here yet: the roll-up is complete up to the import, so readers use it.
+    if ((current[0] is None or int(current[0]) < page_end)
+            and not _has_raw(stores, exchange, symbol, name)):
+        # Nothing live to roll up: the roll-up is complete up to the import, so readers use it.
         marks[watermark_field(name, interval_s)] = page_end
     for coarse, mark in zip(_coarser(interval_s, rollup_intervals), current[1:], strict=True):
         # Coarser roll-ups built past the page are rebuilt from it on the next pass.
