@@ -175,7 +175,7 @@ def run_import(stores: Stores, client: RestClient, venue: ModuleType, exchange: 
     if work:
         stores.registry.add([series_id(exchange, symbol)])
     for page_start, page_end in work:
-        body, _ = client.get(venue.candles_request(symbol, interval_s, page_start, page_end))
+        body, _ = client.fetch(venue.candles_request(symbol, interval_s, page_start, page_end))
         report.requests += 1
         try:
             found = [c for c in venue.read_candles(body) if page_start <= c.start_ms < page_end]

@@ -82,6 +82,11 @@ class Candle:
             return Decimal(self.volume) >= Decimal(imported.volume)
         return True
 
+    @property
+    def vwap(self) -> Decimal | None:
+        """Quote volume / base volume (None without volume)."""
+        return vwap(Decimal(self.quote or 0), Decimal(self.volume or 0))
+
 
 def keep_imported(live: Sequence[Candle], existing: Iterable[Candle]) -> list[Candle]:
     """The buckets to write over a page whose ``existing`` buckets are being rebuilt as
@@ -99,11 +104,6 @@ def keep_imported(live: Sequence[Candle], existing: Iterable[Candle]) -> list[Ca
     out.extend(kept.values())
     out.sort(key=_start)
     return out
-
-    @property
-    def vwap(self) -> Decimal | None:
-        """Quote volume / base volume (None without volume)."""
-        return vwap(Decimal(self.quote or 0), Decimal(self.volume or 0))
 
 
 def vwap(quote: Decimal, volume: Decimal) -> Decimal | None:

@@ -139,7 +139,7 @@ def test_client_gives_up_on_a_long_ban():
     with RestServer("binance", throttle_first=5, retry_after=3600) as server:
         client = RestClient(server.url, (10.0, 10.0))
         with pytest.raises(RestError, match="rate limited"):
-            client.get(rest.venue("binance").candles_request("BTC-USDT", 60, 0, 60_000))
+            client.fetch(rest.venue("binance").candles_request("BTC-USDT", 60, 0, 60_000))
         assert server.throttled == 1
 
 
@@ -249,3 +249,31 @@ def test_live_rollup_never_overwrites_a_fuller_imported_bucket():
     assert keep_imported([full], [imported]) == [full]
     assert Candle.from_member(imported.member()) == imported
     assert subtract((0, 100), [(10, 20), (50, 200)]) == [(0, 10), (20, 50)]
+
+
+def test_history_pass_keeps_an_imported_bucket_it_has_less_data_for(r):
+    """The live roll-up of a minute that also has an imported bucket: two live trades do not
+    replace the venue's forty; the next minute, imported from nothing, is rolled up live."""
+    from dataclasses import replace
+
+    from bcx.config import WatcherConfig
+    from bcx.ticks import BUY, Trade
+    from bcx.watcher.history import HistoryManager
+
+    stores = Stores.open(r, keys)
+    minute = 1_700_000_040_000
+    venue_bucket = Candle(minute, "10", "12", "9", "11", 40, "10", "105", "", imported=True)
+    stores.rollups.import_candles("binance", "BTC-USDT", TRADES, 60, [venue_bucket],
+                                  {imported_field(TRADES, 60): f"{minute}-{minute + 60_000}"})
+    trades = [Trade("binance", "BTC-USDT", minute + 1000 * i, "11", "0.5", BUY, str(i))
+              for i in (1, 2)] + [Trade("binance", "BTC-USDT", minute + 61_000, "13", "1", BUY,
+                                        "3")]
+    stores.ticks.write([], trades)
+    stores.registry.add(["binance:BTC-USDT"])
+    manager = HistoryManager(stores.ticks, stores.rollups,
+                             replace(WatcherConfig(), rollups=((60.0, 86400.0),)),
+                             trades=stores.trades)
+    manager.rollup_pass(minute + 180_000)
+    stored = stores.rollups.candles("binance", "BTC-USDT", TRADES, 60)
+    assert stored[0] == venue_bucket
+    assert stored[1].start_ms == minute + 60_000 and not stored[1].imported

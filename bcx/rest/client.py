@@ -65,7 +65,7 @@ class RestClient:
         self.requests = 0
         self.throttled = 0  # 429/418 answers waited out
 
-    def get(self, request: Request) -> tuple[Any, dict[str, str]]:
+    def fetch(self, request: Request) -> tuple[Any, dict[str, str]]:
         """(decoded JSON body, headers) of a 200 answer."""
         backoff = Backoff(BACKOFF_INITIAL, BACKOFF_MAX)
         url = self.base_url + request.path

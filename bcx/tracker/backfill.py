@@ -128,7 +128,7 @@ class Backfiller:
         try:
             cursor: str | None = None
             for _ in range(MAX_PAGES):
-                body, headers = self.client.get(self.venue.trades_request(hole, cursor))
+                body, headers = self.client.fetch(self.venue.trades_request(hole, cursor))
                 trades, cursor = self.venue.read_trades(hole, body, headers)
                 if trades:
                     self.writer.submit(list(trades))
