@@ -61,8 +61,9 @@ class Hole:
         ids = self.numeric()
         if ids is not None and trade.id.isdigit():
             return ids[0] < int(trade.id) < ids[1]
-        return self.after_ms <= trade.ms <= self.before_ms and trade.id not in (
-            self.after_id, self.before_id)
+        # Strictly between: a trade in the boundary milliseconds may be one seen live under
+        # another synthesised id (Kraken), and would be stored twice.
+        return self.after_ms < trade.ms < self.before_ms
 
 
 def loads(body: str | bytes) -> Any:

@@ -6,7 +6,9 @@ count]``, at most the latest 720 candles). Every answer is ``{"error": [...], "r
 
 The websocket (v1) gives trades no id; the tracker names one ``"<time text>-<n>"`` (the n-th
 trade of that time in the frame), and so does this module for a REST page, so a trade seen
-live and fetched again is the same member when the venue writes its time the same way."""
+live and fetched again is the same member when the venue writes its time the same way. It
+does not always (REST sends a float, the websocket a 6-decimal string), so a time-bounded hole
+takes only trades strictly between the two it lies between (bcx.rest.base.Hole.holds)."""
 
 from __future__ import annotations
 
@@ -112,7 +114,9 @@ def serve_trades(symbol: str, params: Mapping[str, str], trades: Sequence[Trade]
     found = sorted((t for t in trades if t.ms * 1_000_000 > since), key=lambda t: t.ms)[:count]
     last = found[-1].ms * 1_000_000 if found else since
     return Reply(200, {"error": [], "result": {
-        params.get("pair", ""): [[t.price, t.size, t.id.rpartition("-")[0] or t.ms / 1000,
+        # The time as the recorded text (a JSON string; the venue sends a number): a float
+        # would change its digits and with them the trade's synthesised id.
+        params.get("pair", ""): [[t.price, t.size, t.id.rpartition("-")[0] or str(t.ms / 1000),
                                   "b" if t.side == BUY else "s", "l", "", 0] for t in found],
         "last": str(last)}})
 
