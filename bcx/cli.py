@@ -137,13 +137,19 @@ def server(config_path: str | None) -> None:
 @click.option("--loop", is_flag=True, help="Repeat forever, times shifted to now.")
 @click.option("--strict-symbols", is_flag=True,
               help="Refuse subscriptions to symbols the recording does not carry.")
+@click.option("--rest-port", default=0, show_default=True, type=click.IntRange(0, 65535),
+              help="Port of the venue's REST endpoints (the session's trades, generated "
+                   "candles); its URL is the second stdout line. 0 picks a free one.")
+@click.option("--no-rest", is_flag=True, help="Serve the websocket only.")
 def replay(session: str, exchange: str | None, host: str, port: int, speed: float, loop: bool,
-           strict_symbols: bool) -> None:
-    """Serve a recorded SESSION (*.session.jsonl) as a local exchange websocket until SIGTERM."""
+           strict_symbols: bool, rest_port: int, no_rest: bool) -> None:
+    """Serve a recorded SESSION (*.session.jsonl) as a local exchange websocket until SIGTERM,
+    and the venue's REST trades and candles endpoints beside it."""
     from bcx.replay import run
 
     try:
-        run(session, exchange, host, port, speed, loop, strict_symbols)
+        run(session, exchange, host, port, speed, loop, strict_symbols,
+            None if no_rest else rest_port)
     except (ValueError, RuntimeError) as exc:
         click.echo(f"bcx replay: {exc}", err=True)
         raise SystemExit(EXIT_CONFIG) from None
@@ -282,6 +288,85 @@ def export(config_path: str | None, series: str, fields: tuple[str, ...], start:
             os.remove(partial)
         connection.close()
     click.echo(f"exported {rows} rows", err=True)
+
+
+class _Bar:
+    """A rich progress bar on stderr, started at the first report."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+
+            self.bar = Progress(self.label, BarColumn(), TaskProgressColumn(),
+                                TimeRemainingColumn(), console=Console(stderr=True))
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=max(total, 1))
+        self.bar.update(self.task, completed=min(done, total), total=max(total, 1))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@main.command()
+@config_option
+@click.argument("series", metavar="EXCHANGE:SYMBOL")
+@click.option("--start", callback=_instant_arg, required=True,
+              help="From (epoch s, epoch ms or ISO-8601).")
+@click.option("--end", callback=_instant_arg, default=None, help="Until (default: now).")
+@click.option("--interval", callback=_duration_arg, default="1m", show_default=True,
+              help="Candle interval: one the venue serves and a [watcher] rollups interval.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr (default: when stderr is a terminal).")
+def backfill(config_path: str | None, series: str, start: int, end: int | None,
+             interval: float, progress: bool | None) -> None:
+    """Import a venue's historical candles into the roll-ups (resumable; a second run over
+    the same range adds nothing). Needs [exchange:NAME] rest_url."""
+    import redis
+
+    from bcx import rest
+    from bcx.backfill import BackfillError, run_import
+    from bcx.keys import Keys
+    from bcx.redisconn import from_config
+    from bcx.rest.client import RestClient, RestError
+    from bcx.store import Stores
+    from bcx.store.errors import advice
+    from bcx.timeutil import now_ms
+
+    cfg = load_config(config_path)
+    exchange, _, symbol = series.partition(":")
+    exchange, symbol = exchange.lower(), symbol.upper()
+    if not symbol or exchange not in rest.NAMES:
+        raise click.BadParameter(f"expected EXCHANGE:SYMBOL with EXCHANGE one of "
+                                 f"{', '.join(rest.NAMES)}, such as coinbase:BTC-USD",
+                                 param_hint="SERIES")
+    rest_url = cfg.exchanges[exchange].rest_url
+    if not rest_url:
+        raise click.ClickException(f"[exchange:{exchange}] rest_url is empty: set the venue's "
+                                   "REST API URL")
+    venue = rest.venue(exchange)
+    bar = _Bar("importing") if (sys.stderr.isatty() if progress is None else progress) else None
+    connection = from_config(cfg.redis, client_name="bcx-backfill")
+    try:
+        report = run_import(Stores.open(connection, Keys(cfg.redis.prefix)),
+                            RestClient(rest_url, venue.RATE), venue, exchange, symbol,
+                            int(interval), start, end if end is not None else now_ms(),
+                            [int(seconds) for seconds, _ in cfg.watcher.rollups], bar)
+    except (BackfillError, RestError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except redis.RedisError as exc:
+        raise click.ClickException(f"Redis: {advice(exc) or exc}") from None
+    finally:
+        if bar is not None:
+            bar.close()
+        connection.close()
+    click.echo(report.summary())
 
 
 @main.command()

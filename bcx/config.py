@@ -365,6 +365,11 @@ class TrackerConfig:
     max_clock_skew: float = opt(5.0, _duration(0),
                                 "Ticks stamped further ahead of the clock are refused.")
     publish_ticks: bool = opt(True, _bool, "Publish each written batch for live consumers.")
+    backfill: bool = opt(False, _bool,
+                         "Fetch trades missed in a trade-id gap or an outage from the venue's "
+                         "REST API ([exchange:NAME] rest_url).")
+    backfill_max_age: float = opt(3600.0, _duration(1),
+                                  "Gaps older than this are left open, not fetched.")
     heartbeat_ttl: float = opt(30.0, _duration(1), "Lifetime of the tracker's heartbeat key.")
     stats_interval: float = opt(1.0, _duration(0.1), "How often stats and heartbeat are written.")
 
@@ -375,15 +380,22 @@ class ExchangeConfig:
 
     url: str = opt("", _ws_url, "Websocket URL of the venue's public market-data feed.",
                    secret=True)
+    rest_url: str = opt("", _http_url_or_empty,
+                        "Base URL of the venue's public REST API (gap fill, bcx backfill); "
+                        "empty: no REST calls.", secret=True)
     symbols: tuple[str, ...] = opt((), _symbols,
                                    "Symbols in normalised BASE-QUOTE form (BTC-USD, ETH-BTC).")
 
 
 EXCHANGE_DEFAULTS: dict[str, ExchangeConfig] = {
-    "coinbase": ExchangeConfig("wss://ws-feed.exchange.coinbase.com", ("BTC-USD", "ETH-USD")),
-    "binance": ExchangeConfig("wss://stream.binance.com:9443", ("BTC-USDT", "ETH-USDT")),
-    "bitfinex": ExchangeConfig("wss://api-pub.bitfinex.com/ws/2", ("BTC-USD", "ETH-USD")),
-    "kraken": ExchangeConfig("wss://ws.kraken.com", ("BTC-USD", "ETH-USD")),
+    "coinbase": ExchangeConfig("wss://ws-feed.exchange.coinbase.com",
+                               "https://api.exchange.coinbase.com", ("BTC-USD", "ETH-USD")),
+    "binance": ExchangeConfig("wss://stream.binance.com:9443", "https://api.binance.com",
+                             ("BTC-USDT", "ETH-USDT")),
+    "bitfinex": ExchangeConfig("wss://api-pub.bitfinex.com/ws/2", "https://api-pub.bitfinex.com",
+                              ("BTC-USD", "ETH-USD")),
+    "kraken": ExchangeConfig("wss://ws.kraken.com", "https://api.kraken.com",
+                            ("BTC-USD", "ETH-USD")),
 }
 
 

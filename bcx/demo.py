@@ -30,13 +30,16 @@ def _walk(rng: random.Random, start: Decimal, steps: int) -> list[Decimal]:
     return [Decimal(level - drift * i).quantize(CENT) for i, level in enumerate(levels)]
 
 
-def session_lines(seconds: int = 120, per_second: int = 4, seed: int = 7) -> list[str]:
-    """The session file's lines: connect, the subscription, its ack, then the frames."""
+def session_lines(seconds: int = 120, per_second: int = 4, seed: int = 7,
+                  matches: bool = False) -> list[str]:
+    """The session file's lines: connect, the subscription, its ack, then the frames. With
+    ``matches`` every ticker follows the ``match`` frame of its trade (the trades channel)."""
     rng = random.Random(seed)
     products = list(PRODUCTS)
-    subscribe = {"type": "subscribe", "product_ids": products, "channels": ["ticker", "heartbeat"]}
+    channels = ["ticker", "heartbeat", *(["matches"] if matches else [])]
+    subscribe = {"type": "subscribe", "product_ids": products, "channels": channels}
     ack = {"type": "subscriptions", "channels": [{"name": name, "product_ids": products}
-                                                 for name in ("ticker", "heartbeat")]}
+                                                 for name in channels]}
     ts = START_MS / 1000
     lines = [{"dir": "connect", "ts": ts, "url": "wss://ws-feed.exchange.coinbase.com"},
              {"dir": "send", "ts": ts, "raw": json.dumps(subscribe, separators=(",", ":"))},
@@ -50,14 +53,22 @@ def session_lines(seconds: int = 120, per_second: int = 4, seed: int = 7) -> lis
             ms = START_MS + 1000 + step * 1000 // per_second + rng.randrange(0, 1000 // per_second)
             trade_id += 1
             spread = CENT * rng.randrange(1, 4)
+            side = rng.choice(("buy", "sell"))
+            size = f"{rng.uniform(0.001, 2):.8f}"
+            if matches:
+                frames.append((ms, {
+                    "type": "match", "trade_id": trade_id, "sequence": trade_id * 3 - 1,
+                    "maker_order_id": f"m-{trade_id}", "taker_order_id": f"t-{trade_id}",
+                    "time": ms_to_iso(ms), "product_id": product, "size": size,
+                    "price": str(price), "side": side}))
             frames.append((ms, {
                 "type": "ticker", "sequence": trade_id * 3, "product_id": product,
                 "price": str(price), "open_24h": str(walks[product][0]),
                 "volume_24h": "12345.67890000", "low_24h": str(min(walks[product])),
                 "high_24h": str(max(walks[product])), "volume_30d": "345678.12345678",
                 "best_bid": str(price - spread), "best_ask": str(price),
-                "side": rng.choice(("buy", "sell")), "time": ms_to_iso(ms),
-                "trade_id": trade_id, "last_size": f"{rng.uniform(0.001, 2):.8f}"}))
+                "side": side, "time": ms_to_iso(ms),
+                "trade_id": trade_id, "last_size": size}))
         for second in range(seconds):
             ms = START_MS + 1000 + second * 1000
             frames.append((ms, {"type": "heartbeat", "sequence": 0, "last_trade_id": 0,

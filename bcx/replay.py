@@ -22,6 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
@@ -138,6 +139,8 @@ class ReplayServer:
     - ``inject={N: [frame, …]}``: send these frames before replayed frame N (``str`` as text,
       ``bytes`` as binary), e.g. garbage, binary or oversized frames.
     - ``close_at_end``: close the connection once the recording is done (not looping).
+    - ``resume_at=N``: connections after the faulty ones start at recorded frame N, so a
+      client that reconnects after ``close_after`` sees a gap (an outage) in the trade ids.
 
     Observability for tests and benchmarks: ``connections`` (count so far), ``received``
     (``(connection number, frame)`` for every client frame), ``frames_sent`` and
@@ -149,7 +152,8 @@ class ReplayServer:
                  port: int = 0, strict_symbols: bool = False, shift_times: bool | None = None,
                  close_after: int | None = None, silent_after: int | None = None,
                  inject: Mapping[int, Sequence[str | bytes]] | None = None,
-                 faults_for: int = 1, abrupt: bool = True, close_at_end: bool = False):
+                 faults_for: int = 1, abrupt: bool = True, close_at_end: bool = False,
+                 resume_at: int | None = None):
         self.session = session if isinstance(session, Session) else load_session(session,
                                                                                  exchange)
         self.adapter = exchanges.get(self.session.exchange)
@@ -163,6 +167,7 @@ class ReplayServer:
         self.close_after, self.silent_after = close_after, silent_after
         self.inject = {int(k): list(v) for k, v in (inject or {}).items()}
         self.faults_for, self.abrupt, self.close_at_end = faults_for, abrupt, close_at_end
+        self.resume_at = resume_at
         self.connections = 0
         self.received: list[tuple[int, str]] = []
         self.frames_sent = 0
@@ -306,7 +311,12 @@ class ReplayServer:
                     change = Rewrite(shift_ms=change.shift_ms, seq_offset=rounds * seq_span)
                 rewrite = bool(change.shift_ms or change.seq_offset)
                 t0 = aio.time()
+                skip = 0 if faulty or rounds or self.resume_at is None else self.resume_at
+                if skip and self.speed:
+                    t0 -= (body[min(skip, len(body) - 1)].ts - first_ts) / self.speed
                 for index, frame in enumerate(body):
+                    if index < skip:
+                        continue
                     if faulty and (sent in self.inject or self._fault_due(sent)):
                         await self._flush(ws, pending)
                         if await self._fault(ws, sent):
@@ -376,10 +386,23 @@ def _text_frame(raw: str) -> bytes:
     return header + payload
 
 
+def rest_server(session: Session, host: str = "127.0.0.1", port: int = 0, **options: Any
+                ) -> Any:
+    """The REST side of a replay (bcx.rest.server.RestServer) serving the session's trades;
+    None for a venue without REST support."""
+    from bcx import rest
+    from bcx.rest.server import RestServer, session_trades
+
+    if session.exchange not in rest.NAMES:
+        return None
+    trades = session_trades(session.exchange, ((f.ts, f.raw) for f in session.body))
+    return RestServer(session.exchange, trades, host=host, port=port, **options)
+
+
 def run(session_path: str, exchange: str | None, host: str, port: int, speed: float,
-        loop: bool, strict_symbols: bool) -> None:
-    """The ``bcx replay`` command: print the URL as the first stdout line, serve until
-    SIGTERM/SIGINT."""
+        loop: bool, strict_symbols: bool, rest_port: int | None = None) -> None:
+    """The ``bcx replay`` command: print the websocket URL as the first stdout line and, with
+    ``rest_port`` (0: any free port), the REST URL as the second; serve until SIGTERM/SIGINT."""
     from bcx.lifecycle import install_stop_handlers
 
     stop = threading.Event()
@@ -388,10 +411,15 @@ def run(session_path: str, exchange: str | None, host: str, port: int, speed: fl
                           port=port, strict_symbols=strict_symbols)
     url = server.start()
     print(url, flush=True)
+    rest = rest_server(server.session, host, rest_port) if rest_port is not None else None
+    if rest is not None:
+        print(rest.start(), flush=True)
     try:
         while not stop.wait(1.0):
             pass
     finally:
+        if rest is not None:
+            rest.stop()
         server.stop()
         log.info("replay stopped after %d connections, %d frames", server.connections,
                  server.frames_sent)

@@ -27,6 +27,8 @@ from bcx.ticks import BUY, Point, TradeFields
 # stay exact; only the derived VWAP divides, and it is rounded to 28 digits when shown.
 EXACT = Context(prec=100)
 TRADES = "trades"
+# The last member part of an imported bucket.
+IMPORTED = "i"
 
 
 def dec_text(value: Decimal) -> str:
@@ -46,27 +48,62 @@ class Candle:
     volume: str | None = None
     quote: str | None = None
     buy: str | None = None
+    # Imported from a venue's candles (``bcx backfill``), not built here from ticks: the
+    # member ends in ``:i``. ``count`` is then the venue's trade count, 0 where it has none.
+    imported: bool = False
 
     def member(self) -> str:
         text = (f"{self.start_ms}:{self.open}:{self.high}:{self.low}:{self.close}:"
                 f"{self.count}")
-        if self.volume is None:
-            return text
-        return f"{text}:{self.volume}:{self.quote}:{self.buy}"
+        if self.volume is not None:
+            text = f"{text}:{self.volume}:{self.quote}:{self.buy}"
+        return f"{text}:{IMPORTED}" if self.imported else text
 
     @classmethod
     def from_member(cls, text: str) -> Candle:
         parts = text.split(":")
+        imported = parts[-1] == IMPORTED
+        if imported:
+            parts.pop()
         if len(parts) == 9:
             start, open_, high, low, close, count, volume, quote, buy = parts
-            return cls(int(start), open_, high, low, close, int(count), volume, quote, buy)
+            return cls(int(start), open_, high, low, close, int(count), volume, quote, buy,
+                       imported)
         start, open_, high, low, close, count = parts
-        return cls(int(start), open_, high, low, close, int(count))
+        return cls(int(start), open_, high, low, close, int(count), imported=imported)
+
+    def outweighs(self, imported: Candle) -> bool:
+        """Whether this live bucket was built from at least as much data as the ``imported``
+        one of the same start (trade count, and base volume where both carry it), so it may
+        replace it."""
+        if self.count < imported.count:
+            return False
+        if self.volume is not None and imported.volume is not None:
+            return Decimal(self.volume) >= Decimal(imported.volume)
+        return True
 
     @property
     def vwap(self) -> Decimal | None:
         """Quote volume / base volume (None without volume)."""
         return vwap(Decimal(self.quote or 0), Decimal(self.volume or 0))
+
+
+def keep_imported(live: Sequence[Candle], existing: Iterable[Candle]) -> list[Candle]:
+    """The buckets to write over a page whose ``existing`` buckets are being rebuilt as
+    ``live``: each live bucket, except where an imported bucket holds more data (then the
+    imported one stays), plus imported buckets no live one covers."""
+    kept = {candle.start_ms: candle for candle in existing if candle.imported}
+    if not kept:
+        return list(live)
+    out = []
+    for candle in live:
+        old = kept.get(candle.start_ms)
+        if old is None or candle.outweighs(old):
+            kept.pop(candle.start_ms, None)
+            out.append(candle)
+    out.extend(kept.values())
+    out.sort(key=_start)
+    return out
 
 
 def vwap(quote: Decimal, volume: Decimal) -> Decimal | None:
@@ -76,6 +113,13 @@ def vwap(quote: Decimal, volume: Decimal) -> Decimal | None:
 def watermark_field(field: str, interval_s: int) -> str:
     """The field of the series' watermark hash that records roll-up progress."""
     return f"{field}:{int(interval_s)}"
+
+
+def imported_field(field: str, interval_s: int) -> str:
+    """The watermark-hash field that lists the ranges imported into a roll-up
+    (``bcx backfill``): ``"<start ms>-<end ms>,..."``, end exclusive. Its presence tells the
+    history manager to keep imported buckets it would otherwise rebuild."""
+    return f"imported:{field}:{int(interval_s)}"
 
 
 def floor_to(ms: int, interval_ms: int) -> int:

@@ -62,6 +62,9 @@ _TRACKER_COUNTERS = {
     "reconnects": ("bcx_tracker_reconnects", "Reconnections to the exchange."),
     "silences": ("bcx_tracker_silences", "Connections dropped for silence."),
     "venue_errors": ("bcx_tracker_venue_errors", "Error messages sent by the exchange."),
+    "backfill_gaps": ("bcx_tracker_backfill_gaps", "Trade gaps found that gap fill took on."),
+    "backfilled": ("bcx_tracker_backfilled", "Trades fetched from the REST API into gaps."),
+    "gaps_open": ("bcx_tracker_gaps_open", "Trade gaps left open (too old, or not fetched)."),
 }
 _TRACKER_GAUGES = {
     "connected": ("bcx_tracker_connected", "1 while the feed is connected."),

@@ -86,6 +86,21 @@ class RollupStore:
                       watermark_field(field, interval_s), watermark_ms)
         pipe.execute()
 
+    def import_candles(self, exchange: str, symbol: str, field: str, interval_s: int,
+                       candles: Sequence[Candle], marks: Mapping[str, str | int]) -> None:
+        """Write imported buckets, each replacing whatever member its start had, and set
+        ``marks`` in the watermark hash (import progress, watermarks): one MULTI on the
+        series' own hash tag, so an interrupted import never records a page it did not write."""
+        target = self.keys.rollup(exchange, symbol, field, interval_s)
+        pipe = self.connection.pipeline(transaction=True)
+        for candle in candles:
+            pipe.zremrangebyscore(target, score(candle.start_ms), score(candle.start_ms))
+        if candles:
+            pipe.zadd(target, {c.member(): score(c.start_ms) for c in candles})
+        if marks:
+            pipe.hset(self.keys.watermark(exchange, symbol), mapping=dict(marks))
+        pipe.execute()
+
     def trim(self, exchange: str, symbol: str, field: str, interval_s: int, cutoff_ms: int,
              pipeline: redis.client.Pipeline | None = None) -> int:
         """Delete the buckets starting before ``cutoff_ms``; returns how many went."""

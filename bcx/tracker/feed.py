@@ -23,6 +23,7 @@ from bcx.exchanges.gate import Gate, Refusal
 from bcx.lifecycle import Backoff
 from bcx.secrets import Redactor, mask_url
 from bcx.ticks import Tick, Trade
+from bcx.tracker.backfill import Backfiller, HoleWatch
 from bcx.tracker.stats import FeedStats
 from bcx.tracker.writer import Writer
 
@@ -139,7 +140,7 @@ class Feed:
 
     def __init__(self, exchange: str, protocol: ProtocolFactory, url: str,
                  symbols: Sequence[str], config: TrackerConfig, writer: Writer,
-                 stats: FeedStats | None = None):
+                 stats: FeedStats | None = None, backfiller: Backfiller | None = None):
         self.exchange = exchange
         self.protocol = protocol
         self.url = url
@@ -154,6 +155,8 @@ class Feed:
         self.errors_this_connection = 0
         self.refusals_this_connection = 0
         self.working = False
+        self.backfiller = backfiller
+        self.holes = HoleWatch(exchange)
         self.thread = threading.Thread(target=self._run, name=f"feed-{exchange}", daemon=True)
 
     def start(self) -> None:
@@ -240,6 +243,7 @@ class Feed:
             return False
         log.info("%s: connected to %s", self.exchange, shown)
         self.working = False
+        self.holes.new_connection()
         self.stats.connected = True
         self.stats.connected_since_ms = time.time_ns() // 1_000_000
         try:
@@ -334,6 +338,9 @@ class Feed:
                     trade.received_ns = received_ns
                 stats.trades += len(trades)
                 items = [*ticks, *trades]
+                if self.backfiller is not None:
+                    for hole in self.holes.observe(trades):
+                        self.backfiller.offer(hole)
             self.writer.submit(items)
             if not self.working:
                 self._working()

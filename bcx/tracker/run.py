@@ -15,6 +15,7 @@ from bcx.config import Config
 from bcx.keys import Keys
 from bcx.lifecycle import install_stop_handlers
 from bcx.redisconn import from_config
+from bcx.tracker.backfill import Backfiller
 from bcx.tracker.feed import Feed, ProtocolFactory
 from bcx.tracker.stats import FeedStats
 from bcx.tracker.writer import Writer, open_stores
@@ -57,14 +58,31 @@ class Tracker:
         self.writer = Writer(stores, tracker, self.stats,
                              stream_maxlen=config.redis.stream_maxlen)
         lookup = protocols.__getitem__ if isinstance(protocols, Mapping) else protocols
+        self.backfillers = {stats.exchange: backfiller for stats in self.stats
+                            if (backfiller := self._backfiller(stats)) is not None}
         self.feeds = [
             Feed(stats.exchange, lookup(stats.exchange), config.exchanges[stats.exchange].url,
-                 config.exchanges[stats.exchange].symbols, tracker, self.writer, stats)
+                 config.exchanges[stats.exchange].symbols, tracker, self.writer, stats,
+                 self.backfillers.get(stats.exchange))
             for stats in self.stats
         ]
 
+    def _backfiller(self, stats: FeedStats) -> Backfiller | None:
+        """The exchange's gap-fill thread, when ``backfill`` is on and it has a rest_url."""
+        from bcx import rest
+        from bcx.rest.client import RestClient
+
+        rest_url = self.config.exchanges[stats.exchange].rest_url
+        if not self.config.tracker.backfill or not rest_url or stats.exchange not in rest.NAMES:
+            return None
+        venue = rest.venue(stats.exchange)
+        return Backfiller(venue, RestClient(rest_url, venue.RATE), self.writer, stats,
+                          self.config.tracker.backfill_max_age)
+
     def start(self) -> None:
         self.writer.start()
+        for backfiller in self.backfillers.values():
+            backfiller.start()
         for feed in self.feeds:
             feed.start()
         log.info("tracker started: %s", ", ".join(
@@ -73,8 +91,12 @@ class Tracker:
     def stop(self) -> bool:
         for feed in self.feeds:
             feed.stop()
+        for backfiller in self.backfillers.values():
+            backfiller.stop()
         for feed in self.feeds:
             feed.join(FEED_STOP_TIMEOUT)
+        for backfiller in self.backfillers.values():
+            backfiller.join(FEED_STOP_TIMEOUT)
         return self.writer.stop()
 
     def feed(self, exchange: str) -> Feed:

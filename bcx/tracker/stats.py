@@ -39,6 +39,11 @@ class FeedStats:
     silences: int = 0
     pings: int = 0
     venue_errors: int = 0
+    # Gap fill (bcx.tracker.backfill): holes found in the trades, trades fetched into them,
+    # and holes that could not be filled (too old, the venue failed or had nothing).
+    backfill_gaps: int = 0
+    backfilled: int = 0
+    gaps_open: int = 0
     # Ticks and values the plausibility gate refused: in all, and per reason (its keys never
     # change, so the writer thread may read it while the feed thread counts).
     rejected: int = 0
@@ -82,6 +87,8 @@ class FeedStats:
             "reconnects": self.reconnects, "silences": self.silences,
             "pings": self.pings,
             "venue_errors": self.venue_errors, "rejected": self.rejected,
+            "backfill_gaps": self.backfill_gaps, "backfilled": self.backfilled,
+            "gaps_open": self.gaps_open,
             **{f"rejected_{reason}": count for reason, count in self.rejected_by.items()},
             "consecutive_failures": self.consecutive_failures,
             "feed_down": int(self.feed_down), "last_frame_ms": self.last_frame_ms,

@@ -53,6 +53,8 @@ from bcx.rollups import (
     candles_from_points,
     candles_from_trades,
     floor_to,
+    imported_field,
+    keep_imported,
     watermark_field,
 )
 from bcx.store import FIELDS, RollupStore, Store, TradeStore
@@ -146,8 +148,9 @@ class HistoryManager:
     def rollup(self, exchange: str, symbol: str, field: str, interval: int, now_ms: int) -> int:
         step = interval * 1000
         source = self.source_interval(interval)
-        found_mark, trimmed = self.rollups.watermark_fields(
-            exchange, symbol, [watermark_field(field, interval), trimmed_field(field, source)])
+        found_mark, trimmed, imports = self.rollups.watermark_fields(
+            exchange, symbol, [watermark_field(field, interval), trimmed_field(field, source),
+                               imported_field(field, interval)])
         mark = None if found_mark is None else int(found_mark)
         if mark is None:
             if source is not None:
@@ -170,6 +173,10 @@ class HistoryManager:
         for page_start, page_end, items in self._pages(exchange, symbol, field, source, start,
                                                        step):
             candles = candles_by_interval(items, field, source, interval)
+            if imports is not None:
+                # Imported buckets stay unless the live one holds at least as much data.
+                candles = keep_imported(candles, self.rollups.candles(
+                    exchange, symbol, field, interval, page_start, page_end))
             watermark: int | None = None
             if page_end is None:
                 watermark = max(new_mark, start)
