@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from bcx.exchanges.common import DECIMAL
 from bcx.rollups import (
     Candle,
+    Volume,
     candles_from_candles,
     candles_from_points,
     candles_from_trades,
@@ -63,6 +64,20 @@ def test_mixed_digit_counts_merge_by_value_not_by_text() -> None:
                Candle(120_000, "100", "100", "100", "100", 1)]
     hour = candles_from_candles(minutes, 3600)
     assert hour == [Candle(0, "10", "100", "9.5", "100", 3)]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(OFFSETS, PRICES, PRICES, st.booleans()), max_size=30).map(_sorted))
+def test_volume_totals_from_minute_buckets_equal_those_from_trades(rows: list) -> None:
+    trades = [TradeFields(ms, price, size, "buy" if buy else "sell", str(i))
+              for i, (ms, price, size, buy) in enumerate(rows)]
+    raw, merged = Volume(), Volume()
+    for trade in trades:
+        raw.add_trade(trade)
+    for candle in candles_from_trades(trades, 60):
+        merged.add_candle(candle)
+    merged.add_candle(Candle(0, "1", "1", "1", "1", 0))  # a price bucket: no volume at all
+    assert merged == raw
 
 
 def test_bucket_edges_empty_and_single_tick_buckets() -> None:
