@@ -239,6 +239,7 @@ def export(config_path: str | None, series: str, fields: tuple[str, ...], start:
     import redis
 
     from bcx import export as exportmod
+    from bcx.coldtier.tiered import TieredTicks, TieredTrades
     from bcx.keys import Keys
     from bcx.redisconn import from_config
     from bcx.store import RollupStore, Store, TradeStore
@@ -263,12 +264,16 @@ def export(config_path: str | None, series: str, fields: tuple[str, ...], start:
     partial = None if output == "-" else f"{output}.part"
     try:
         with click.open_file(partial or "-", "w", encoding="utf-8") as handle:
-            rows = exportmod.export(Store(connection, keys), RollupStore(connection, keys),
+            # Raw reads reach the archive's dataset for history past raw_retention.
+            archive_dir = cfg.watcher.archive_dir if cfg.watcher.archive else None
+            ticks = TieredTicks(Store(connection, keys), archive_dir)
+            rows = exportmod.export(ticks, RollupStore(connection, keys),
                                     handle, exchange.lower(), symbol.upper(),
                                     fields or ("price", "bid", "ask"), start, end,
                                     None if interval is None else int(interval),
                                     [int(seconds) for seconds, _ in cfg.watcher.rollups], bar,
-                                    TradeStore(connection, keys) if trades else None)
+                                    TieredTrades(TradeStore(connection, keys), archive_dir,
+                                                 ticks.cold) if trades else None)
         if partial:
             os.replace(partial, output)
     except exportmod.ExportError as exc:
