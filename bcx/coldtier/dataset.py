@@ -41,6 +41,7 @@ SCHEMA = pa.schema([("time", pa.int64()), ("field", pa.dictionary(pa.int32(), pa
 INVALID_SCHEMA = pa.schema([("field", pa.string()), ("member", pa.string())])
 INVALID_DIR = "_invalid"
 DAY_FILE = "day.parquet"
+TEMPORARY = ".tmp"  # a file being written (hidden: its name starts with a dot)
 REPLACES = b"bcx.replaces"
 DAY_MS = 86_400_000
 Row = tuple[int, str, str]  # (ms, field, value)
@@ -143,6 +144,9 @@ class Dataset:
                 replaced = _replaced(day_path)
                 for name in replaced:  # left by a compaction stopped before its deletes
                     _unlink(directory / name)
+                for name in os.listdir(directory):  # left by a write killed mid-way
+                    if name.startswith(".") and name.endswith(TEMPORARY):
+                        _unlink(directory / name)
                 parts = _parts(directory)
                 if not parts:
                     continue
@@ -261,7 +265,7 @@ def _publish(path: Path, table: pa.Table, metadata: dict[bytes, bytes] | None = 
     path.parent.mkdir(parents=True, exist_ok=True)
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    temporary = path.parent / f".tmp.{os.getpid()}.{path.name}"
+    temporary = path.parent / f".{path.name}.{os.getpid()}{TEMPORARY}"
     try:
         with open(temporary, "wb") as handle:
             pq.write_table(table, handle, compression="zstd", compression_level=9,
