@@ -289,6 +289,29 @@ def export(config_path: str | None, series: str, fields: tuple[str, ...], start:
     click.echo(f"exported {rows} rows", err=True)
 
 
+@main.group()
+def archive() -> None:
+    """The archive of raw history past raw_retention (a Parquet dataset)."""
+
+
+@archive.command("convert")
+@config_option
+def archive_convert(config_path: str | None) -> None:
+    """Turn a CSV archive of an earlier version (under [watcher] archive_dir) into the
+    Parquet dataset once; each CSV file is deleted once its rows are in the dataset."""
+    from bcx.coldtier.convert import convert
+    from bcx.coldtier.dataset import ArchiveError
+
+    root = load_config(config_path).watcher.archive_dir
+    if not os.path.isdir(root):
+        raise click.ClickException(f"no archive at {root} ([watcher] archive_dir)")
+    try:
+        files, rows = convert(root, lambda text: click.echo(text, err=True))
+    except ArchiveError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"converted {files} CSV files, {rows} rows added to the dataset in {root}")
+
+
 @main.command()
 @config_option
 def migrate(config_path: str | None) -> None:

@@ -8,6 +8,8 @@ import contextlib
 import dataclasses
 import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,7 @@ from bcx.ticks import Tick, Trade, member, trade_member
 from bcx.watcher.archive import Archive
 from bcx.watcher.history import RAW_FIELDS, HistoryManager
 from tests.api_support import create
-from tests.archive_support import dataset_rows
+from tests.archive_support import dataset_rows, invalid_rows
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -33,6 +35,7 @@ T0 = 1_700_006_400_000 // HOUR * HOUR - 2 * HOUR  # 2023-11-14T22:00Z
 SPAN = 4 * HOUR
 NOW = T0 + SPAN + 60_000
 API = "/api/v1.0/series/binance/BTC-USDT"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def generated() -> tuple[list[Tick], list[Trade]]:
@@ -180,3 +183,28 @@ def test_a_pass_killed_at_any_step_leaves_every_value_exactly_once(r, keys, tmp_
     cold = [(field, member(ms, value)) for _, _, _, ms, field, value in rows]
     assert not set(hot) & set(cold)
     assert sorted(hot + cold) == sorted(expected_members(ticks, trades))
+
+
+def test_bcx_archive_convert_turns_the_csv_archive_into_the_dataset_once(tmp_path, r):
+    root = tmp_path / "archive"
+    hour = root / "binance" / "BTC-USDT" / "2023-11-14" / "22.csv"
+    hour.parent.mkdir(parents=True)
+    hour.write_text("time_ms,time,field,value\n"
+                    "1700000000000,2023-11-14T22:13:20.000Z,price,100.50\n"
+                    "1700000000000,2023-11-14T22:13:20.000Z,bid,100.25\n"
+                    "1700000001000,2023-11-14T22:13:21.000Z,trades,100.5:0.1:b:7\n")
+    (root / "invalid" / "binance").mkdir(parents=True)
+    (root / "invalid" / "binance" / "BTC-USDT.csv").write_text("field,member\nprice,garbage\n")
+    conf = tmp_path / "bcx.conf"
+    conf.write_text(f"[watcher]\narchive_dir = {root}\n")
+    for expected in ("converted 2 CSV files, 4 rows", "converted 0 CSV files, 0 rows"):
+        done = subprocess.run([sys.executable, "-m", "bcx.cli", "archive", "convert",
+                               "--config", str(conf)], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0 and expected in done.stdout, done.stderr
+    assert sorted(dataset_rows(root)) == [
+        ("binance", "BTC-USDT", "2023-11-14", 1700000000000, "bid", "100.25"),
+        ("binance", "BTC-USDT", "2023-11-14", 1700000000000, "price", "100.50"),
+        ("binance", "BTC-USDT", "2023-11-14", 1700000001000, "trades", "100.5:0.1:b:7")]
+    assert invalid_rows(root, "binance", "BTC-USDT") == [("price", "garbage")]
+    assert not list(root.rglob("*.csv")) and not (root / "binance").exists()
