@@ -188,7 +188,7 @@ class Dataset:
                 continue
             found.extend(_read_dir(self.series_dir(exchange, symbol) / f"date={day}", field,
                                    start_ms, end_ms))
-        return sorted(set(found))
+        return found
 
     def usage(self) -> tuple[int, str | None]:
         """(bytes on disk, oldest date held or None)."""
@@ -238,7 +238,7 @@ def _read_dir(directory: Path, field: str | None, low: int | None, high: int | N
             continue
         files.append(directory / name)
     out: list = []
-    for path in files:
+    for path in files:  # each sorted by (field,) time, value
         filters = []
         if field is not None:
             filters.append(("field", "=", field))
@@ -254,7 +254,8 @@ def _read_dir(directory: Path, field: str | None, low: int | None, high: int | N
             out.extend(zip(times, values, fields, strict=True))
         else:
             out.extend(zip(times, values, strict=True))
-    return out
+    # One file is in order already; several (parts, or a day file and late parts) are merged.
+    return out if len(files) <= 1 else sorted(set(out))
 
 
 def _publish(path: Path, table: pa.Table, metadata: dict[bytes, bytes] | None = None) -> None:

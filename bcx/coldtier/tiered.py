@@ -50,23 +50,28 @@ class ColdTier:
         ``newest_first``: the union of the dataset's and ``redis_read(start, end, limit,
         newest_first)``'s."""
         hot = redis_read(start_ms, end_ms, limit, newest_first)
-        if hot:
-            self.tiers.add(REDIS)
         cold = self._cold(exchange, symbol, field, start_ms, end_ms, limit, newest_first)
-        if not cold:
-            return hot
+        if not cold or not hot:
+            if cold or hot:
+                self.tiers.add(ARCHIVE if cold else REDIS)
+            return cold or hot
+        if (hot[0] < cold[-1]) if newest_first else (cold[-1] < hot[0]):
+            # The usual case: the archive ends before Redis begins, nothing in both.
+            self.tiers.add(ARCHIVE)
+            if limit is None or len(cold) < limit:
+                self.tiers.add(REDIS)
+            return (cold + hot)[:limit]
         merged: list[Point] = []
         seen: set[Point] = set()
-        ordered = heapq.merge(cold, hot, reverse=newest_first)
-        for point in ordered:
+        hot_set = set(hot)
+        for point in heapq.merge(cold, hot, reverse=newest_first):
             if point in seen:
                 continue
             seen.add(point)
             merged.append(point)
+            self.tiers.add(REDIS if point in hot_set else ARCHIVE)
             if limit is not None and len(merged) == limit:
                 break
-        if any(point in seen for point in cold):
-            self.tiers.add(ARCHIVE)
         return merged
 
     def _cold(self, exchange: str, symbol: str, field: str, start_ms: int | None,
