@@ -173,6 +173,8 @@ def test_a_pass_killed_at_any_step_leaves_every_value_exactly_once(r, keys, tmp_
     seen += [("trades", trade_member(t))
              for t in TieredTrades(TradeStore(r, keys), tmp_path).range("binance", "BTC-USDT")]
     assert sorted(seen) == sorted(expected_members(ticks, trades))
+    for field in ("price", "bid_size"):
+        assert ticks_view.count("binance", "BTC-USDT", field, T0, NOW) == len(ticks)
     # The pass run again (its pages cut elsewhere) finishes the work.
     HistoryManager(store, RollupStore(r, keys), watcher, archive=Archive(tmp_path),
                    page=55).trim_pass(NOW)

@@ -32,6 +32,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bcx.ticks import Point
@@ -190,6 +191,26 @@ class Dataset:
                                    start_ms, end_ms))
         return found
 
+    def count(self, exchange: str, symbol: str, field: str, start_ms: int | None,
+              end_ms: int | None) -> tuple[int, int | None]:
+        """(rows of one field in ``[start_ms, end_ms]``, the newest one's time or None),
+        reading the time column only."""
+        total, newest = 0, None
+        for day in self.days(exchange, symbol):
+            first = day_start_ms(day)
+            if (end_ms is not None and first > end_ms
+                    or start_ms is not None and first + DAY_MS <= start_ms):
+                continue
+            directory = self.series_dir(exchange, symbol) / f"date={day}"
+            for path in _files(directory, field, start_ms, end_ms):
+                times = pq.read_table(path, columns=["time"],
+                                      filters=_filters(field, start_ms, end_ms)).column("time")
+                if len(times):
+                    total += len(times)
+                    top = pc.max(times).as_py()
+                    newest = top if newest is None else max(newest, top)
+        return total, newest
+
     def usage(self) -> tuple[int, str | None]:
         """(bytes on disk, oldest date held or None)."""
         size, oldest = 0, None
@@ -222,10 +243,21 @@ def _replaced(day_path: Path) -> list[str]:
     return json.loads(meta.get(REPLACES, b"[]"))
 
 
-def _read_dir(directory: Path, field: str | None, low: int | None, high: int | None
-              ) -> list[Point] | list[tuple[int, str, str]]:
-    """Rows of one day directory: (ms, value) of ``field`` in ``[low, high]``, or with
-    ``field`` None every row as (ms, value, field)."""
+def _filters(field: str | None, low: int | None, high: int | None) -> list | None:
+    filters: list = []
+    if field is not None:
+        filters.append(("field", "=", field))
+    if low is not None:
+        filters.append(("time", ">=", low))
+    if high is not None:
+        filters.append(("time", "<=", high))
+    return filters or None
+
+
+def _files(directory: Path, field: str | None, low: int | None, high: int | None
+           ) -> list[Path]:
+    """The files of one day directory that may hold rows of ``field`` in ``[low, high]``
+    (a compaction's replaced parts left out)."""
     day_path = directory / DAY_FILE
     replaced = set(_replaced(day_path))
     files = [day_path] if day_path.exists() else []
@@ -237,16 +269,17 @@ def _read_dir(directory: Path, field: str | None, low: int | None, high: int | N
                                   or low is not None and int(hi) < low):
             continue
         files.append(directory / name)
+    return files
+
+
+def _read_dir(directory: Path, field: str | None, low: int | None, high: int | None
+              ) -> list[Point] | list[tuple[int, str, str]]:
+    """Rows of one day directory: (ms, value) of ``field`` in ``[low, high]``, or with
+    ``field`` None every row as (ms, value, field)."""
+    files = _files(directory, field, low, high)
     out: list = []
     for path in files:  # each sorted by (field,) time, value
-        filters = []
-        if field is not None:
-            filters.append(("field", "=", field))
-        if low is not None:
-            filters.append(("time", ">=", low))
-        if high is not None:
-            filters.append(("time", "<=", high))
-        table = pq.read_table(path, filters=filters or None)
+        table = pq.read_table(path, filters=_filters(field, low, high))
         times = table.column("time").to_pylist()
         values = table.column("value").to_pylist()
         if field is None:

@@ -94,6 +94,22 @@ class ColdTier:
                 return out[:limit]
         return out
 
+    def count(self, redis_count: Callable[[int | None, int | None], int], exchange: str,
+              symbol: str, field: str, start_ms: int | None, end_ms: int | None,
+              points: Callable[[], list]) -> int:
+        """Points of ``[start_ms, end_ms]`` in either tier, each once, without reading them
+        where the archive ends before Redis begins (``points()`` reads them otherwise)."""
+        if not self.covers(exchange, symbol, start_ms, end_ms):
+            return redis_count(start_ms, end_ms)
+        assert self.dataset is not None
+        cold, newest = self.dataset.count(exchange, symbol, field, start_ms, end_ms)
+        if newest is None:
+            return redis_count(start_ms, end_ms)
+        if redis_count(start_ms, newest):  # some points in both: count them once
+            return len(points())
+        return cold + (redis_count(newest + 1, end_ms)
+                       if end_ms is None or newest < end_ms else 0)
+
     def covers(self, exchange: str, symbol: str, start_ms: int | None, end_ms: int | None
                ) -> bool:
         """Whether the dataset has a day of the series within ``[start_ms, end_ms]``."""
@@ -137,9 +153,10 @@ class TieredTicks:
 
     def count(self, exchange: str, symbol: str, field: str, start_ms: int | None = None,
               end_ms: int | None = None) -> int:
-        if not self.cold.covers(exchange, symbol, start_ms, end_ms):
-            return self.store.count(exchange, symbol, field, start_ms, end_ms)
-        return len(self.range(exchange, symbol, field, start_ms, end_ms))
+        return self.cold.count(
+            lambda low, high: self.store.count(exchange, symbol, field, low, high),
+            exchange, symbol, field, start_ms, end_ms,
+            lambda: self.range(exchange, symbol, field, start_ms, end_ms))
 
     def oldest_ms(self, exchange: str, symbol: str, field: str) -> int | None:
         return self.cold.oldest_ms(exchange, symbol, field,
@@ -188,9 +205,10 @@ class TieredTrades:
 
     def count(self, exchange: str, symbol: str, start_ms: int | None = None,
               end_ms: int | None = None) -> int:
-        if not self.cold.covers(exchange, symbol, start_ms, end_ms):
-            return self.trades.count(exchange, symbol, start_ms, end_ms)
-        return len(self.range(exchange, symbol, start_ms, end_ms))
+        return self.cold.count(
+            lambda low, high: self.trades.count(exchange, symbol, low, high),
+            exchange, symbol, TRADES, start_ms, end_ms,
+            lambda: self.range(exchange, symbol, start_ms, end_ms))
 
     def oldest_ms(self, exchange: str, symbol: str) -> int | None:
         return self.cold.oldest_ms(exchange, symbol, TRADES,
