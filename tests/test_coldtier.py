@@ -210,3 +210,19 @@ def test_bcx_archive_convert_turns_the_csv_archive_into_the_dataset_once(tmp_pat
         ("binance", "BTC-USDT", "2023-11-14", 1700000001000, "trades", "100.5:0.1:b:7")]
     assert invalid_rows(root, "binance", "BTC-USDT") == [("price", "garbage")]
     assert not list(root.rglob("*.csv")) and not (root / "binance").exists()
+
+
+def test_a_point_in_both_tiers_counts_once_and_a_late_one_in_redis_counts(r, keys, tmp_path):
+    Archive(tmp_path).write("binance", "BTC-USDT", "price", [(T0, "1"), (T0 + 2000, "3")])
+    store = Store(r, keys)
+    store.write([Tick("binance", "BTC-USDT", T0 + 1000, price="2"),  # late: not archived yet
+                 Tick("binance", "BTC-USDT", T0 + 2000, price="3"),  # archived, not trimmed
+                 Tick("binance", "BTC-USDT", T0 + 3000, price="4")])
+    reader = TieredTicks(store, tmp_path)
+    assert reader.range("binance", "BTC-USDT", "price") == [
+        (T0, "1"), (T0 + 1000, "2"), (T0 + 2000, "3"), (T0 + 3000, "4")]
+    assert reader.range("binance", "BTC-USDT", "price", limit=2, newest_first=True) == [
+        (T0 + 3000, "4"), (T0 + 2000, "3")]
+    assert reader.count("binance", "BTC-USDT", "price", T0, T0 + 3000) == 4
+    assert reader.count("binance", "BTC-USDT", "price", T0 + 2000, None) == 2
+    assert reader.oldest_ms("binance", "BTC-USDT", "price") == T0
