@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from bcx.coldtier import tiered
 from bcx.keys import series_id
 from bcx.query import QueryError, num
 from bcx.rollups import TRADES, Candle, Volume, floor_to, watermark_field
@@ -163,6 +164,7 @@ def candles(rollup_store: RollupStore, store: Store, exchange: str, symbol: str,
             row.append(float(found.volume) if found is not None else 0)
     return {"series": series_id(exchange, symbol), "field": field, "interval": interval_s,
             "start": first, "end": end_ms, "source": _chain_name(chain),
+            "raw_source": tiered.source(store, trades),
             "count": len(rows), "candles": rows, "ticks": [int(row[4]) for _, row in kept]}
 
 
@@ -239,7 +241,8 @@ def stats(rollup_store: RollupStore, store: Store, exchange: str, symbol: str, f
     average = traded.vwap
     out.update({"volume": _number(traded.volume), "quote_volume": _number(traded.quote),
                 "vwap": None if average is None else _number(average),
-                "trades": traded.trades, "buy_volume": _number(traded.buy)})
+                "trades": traded.trades, "buy_volume": _number(traded.buy),
+                "raw_source": tiered.source(store, trades)})
     return out
 
 

@@ -245,6 +245,7 @@ def export(config_path: str | None, series: str, fields: tuple[str, ...], start:
     import redis
 
     from bcx import export as exportmod
+    from bcx.coldtier.tiered import TieredTicks, TieredTrades
     from bcx.keys import Keys
     from bcx.redisconn import from_config
     from bcx.store import RollupStore, Store, TradeStore
@@ -269,12 +270,16 @@ def export(config_path: str | None, series: str, fields: tuple[str, ...], start:
     partial = None if output == "-" else f"{output}.part"
     try:
         with click.open_file(partial or "-", "w", encoding="utf-8") as handle:
-            rows = exportmod.export(Store(connection, keys), RollupStore(connection, keys),
+            # Raw reads reach the archive's dataset for history past raw_retention.
+            archive_dir = cfg.watcher.archive_dir if cfg.watcher.archive else None
+            ticks = TieredTicks(Store(connection, keys), archive_dir)
+            rows = exportmod.export(ticks, RollupStore(connection, keys),
                                     handle, exchange.lower(), symbol.upper(),
                                     fields or ("price", "bid", "ask"), start, end,
                                     None if interval is None else int(interval),
                                     [int(seconds) for seconds, _ in cfg.watcher.rollups], bar,
-                                    TradeStore(connection, keys) if trades else None)
+                                    TieredTrades(TradeStore(connection, keys), archive_dir,
+                                                 ticks.cold) if trades else None)
         if partial:
             os.replace(partial, output)
     except exportmod.ExportError as exc:
@@ -367,6 +372,29 @@ def backfill(config_path: str | None, series: str, start: int, end: int | None,
             bar.close()
         connection.close()
     click.echo(report.summary())
+
+
+@main.group()
+def archive() -> None:
+    """The archive of raw history past raw_retention (a Parquet dataset)."""
+
+
+@archive.command("convert")
+@config_option
+def archive_convert(config_path: str | None) -> None:
+    """Turn a CSV archive of an earlier version (under [watcher] archive_dir) into the
+    Parquet dataset once; each CSV file is deleted once its rows are in the dataset."""
+    from bcx.coldtier.convert import convert
+    from bcx.coldtier.dataset import ArchiveError
+
+    root = load_config(config_path).watcher.archive_dir
+    if not os.path.isdir(root):
+        raise click.ClickException(f"no archive at {root} ([watcher] archive_dir)")
+    try:
+        files, rows = convert(root, lambda text: click.echo(text, err=True))
+    except ArchiveError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"converted {files} CSV files, {rows} rows added to the dataset in {root}")
 
 
 @main.command()

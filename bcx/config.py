@@ -107,6 +107,17 @@ def _duration(minimum: float = 0.0) -> Callable[[str], float]:
     return parse
 
 
+def _forever_or_duration(text: str) -> float:
+    """A duration, or 0 (also empty or ``forever``) for no limit."""
+    if text.strip().lower() in ("", "0", "forever"):
+        return 0.0
+    return _duration(60)(text)
+
+
+_forever_or_duration.render = (  # type: ignore[attr-defined]
+    lambda value: "0" if not value else format_duration(value))
+
+
 def _words(text: str) -> tuple[str, ...]:
     return tuple(word for word in re.split(r"[\s,]+", text.strip()) if word)
 
@@ -403,7 +414,8 @@ EXCHANGE_DEFAULTS: dict[str, ExchangeConfig] = {
 class WatcherConfig:
     """[watcher]: history manager (retention, roll-ups, archive) and rule watcher."""
 
-    raw_retention: float = opt(7 * 86400.0, _duration(60), "How long raw ticks are kept.")
+    raw_retention: float = opt(2 * 86400.0, _duration(60),
+                               "How long raw history is kept hot in Redis (older: archive).")
     rollups: tuple[tuple[float, float], ...] = opt(
         ((60.0, 90 * 86400.0), (3600.0, 5 * 365 * 86400.0)), _rollups,
         "OHLC roll-ups as INTERVAL:RETENTION pairs.")
@@ -411,9 +423,13 @@ class WatcherConfig:
     trim_every: float = opt(60.0, _duration(1), "How often history is trimmed to retention.")
     late_grace: float = opt(120.0, _duration(0),
                             "Ticks arriving this late still update their roll-up bucket.")
-    archive: bool = opt(False, _bool, "Write trimmed raw ticks to CSV before deleting them.")
+    archive: bool = opt(True, _bool, "Write trimmed raw history to the Parquet archive "
+                        "before deleting it from Redis (reads use both).")
     archive_dir: str = opt("./var/archive", _text,
-                           "Root of <exchange>/<symbol>/<YYYY-MM-DD>/<HH>.csv archives.")
+                           "Root of the Parquet dataset (hive partitions exchange=/symbol=/"
+                           "date=).")
+    archive_retention: float = opt(0.0, _forever_or_duration,
+                                   "How long archived days are kept on disk (0: forever).")
     rule_interval: float = opt(1.0, _duration(0.05), "Longest time between rule evaluations.")
     heartbeat_ttl: float = opt(30.0, _duration(1), "Lifetime of each thread's heartbeat key.")
     restart_backoff_max: float = opt(60.0, _duration(0.1),

@@ -21,9 +21,9 @@ from bcx.query import QueryError
 from bcx.store import RollupStore, Store, TradeStore
 from bcx.ticks import Point, TradeFields
 from bcx.timeutil import iso_ms, now_ms
-from bcx.watcher.archive import HEADER
 
 PAGE = 10_000
+HEADER = ("time_ms", "time", "field", "value")
 CANDLE_HEADER = ("time_ms", "time", "field", "open", "high", "low", "close")
 TRADE_HEADER = ("time_ms", "time", "price", "size", "side", "id")
 Item = TypeVar("Item", bound=Sequence[Any])

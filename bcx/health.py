@@ -169,9 +169,20 @@ def report(stores: Stores, now_ms: int, stale_after_s: float, exchanges: Iterabl
                                      for item in found.series})
     instances = tracker_instances(item.component for item in found.components)
     # Gaps per symbol too: ``*`` holds those revealed by frames of channels not subscribed.
-    return {**found.as_dict(), "redis": "up",
+    return {**found.as_dict(), "redis": "up", "archive": archive(found),
             "exchanges": stores.tracker_stats.read(names, instances),
             "gaps": {name: gaps for name in names if (gaps := stores.tracker_stats.gaps(name))}}
+
+
+def archive(found: Verdict) -> dict[str, Any] | None:
+    """The archive as the history thread last reported it (``bytes`` on disk, ``oldest``
+    date held, ``last_pass``: the last trim pass's result), or None when it reports none."""
+    for item in found.components:
+        if item.component == "watcher.history" and "archive_bytes" in item.info:
+            return {"bytes": _int(item.info["archive_bytes"]),
+                    "oldest": item.info.get("archive_oldest") or None,
+                    "last_pass": item.info.get("archive_last", "")}
+    return None
 
 
 def _series_health(item: dict[str, Any], stale_after_s: float) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
+from bcx.coldtier import tiered
 from bcx.keys import series_id
 from bcx.store import Store, TradeStore
 
@@ -97,7 +98,7 @@ def history(store: Store, exchange: str, symbol: str, field: str, start_ms: int 
             points.append([ms, value])
     return {"series": series_id(exchange, symbol), "field": field, "start": start_ms,
             "end": end_ms, **_paging(newest_first, truncated, following), "count": len(points),
-            "points": points}
+            "source": tiered.source(store), "points": points}
 
 
 def page(read: Callable[[int], list[Item]], limit: int, newest_first: bool
@@ -141,4 +142,4 @@ def trades(store: TradeStore, exchange: str, symbol: str, start_ms: int | None,
             rows.append([ms, price, size, side, trade_id])
     return {"series": series_id(exchange, symbol), "start": start_ms, "end": end_ms,
             **_paging(newest_first, truncated, following), "count": len(rows),
-            "trades": rows}
+            "source": tiered.source(store), "trades": rows}

@@ -59,6 +59,10 @@ def render_table(found: health.Verdict) -> str:
         rows.append((item.component, item.state if item.up else item.state.upper(), age,
                      str(item.pid or "-"), item.host or "-", item.reason))
     lines = _columns(rows)
+    stored = health.archive(found)
+    if stored is not None:
+        lines += ["", f"ARCHIVE  {(stored['bytes'] or 0) / 1e6:.1f} MB on disk, oldest "
+                      f"{stored['oldest'] or '-'}, last pass: {stored['last_pass'] or '-'}"]
     stale = [item for item in found.series if item["stale"]]
     if stale:
         lines += ["", *_columns([("STALE SERIES", "REASON"),

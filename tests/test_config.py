@@ -27,7 +27,7 @@ def test_sample_config_is_valid_and_typed():
     assert cfg.redis.url == "redis://127.0.0.1:6379/0"
     assert cfg.tracker.exchanges == ("coinbase",)
     assert cfg.exchanges["coinbase"].symbols == ("BTC-USD", "ETH-USD")
-    assert cfg.watcher.raw_retention == 7 * 86400
+    assert cfg.watcher.raw_retention == 2 * 86400
     assert cfg.watcher.rollups == ((60, 90 * 86400), (3600, 5 * 365 * 86400))
     assert cfg.rules["btc-wide-spread"].for_ == 10
     assert cfg.rules["btc-wide-spread"].cooldown == 300

@@ -4,13 +4,11 @@ in its heartbeat and in `bcx status` until a pass succeeds again."""
 
 from __future__ import annotations
 
-import csv
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from bcx.timeutil import now_ms
 from bcx.watcher.archive import Archive, readable
 from bcx.watcher.history import HistoryManager
 from bcx.watcher.run import HISTORY, RULES, Watcher
+from tests.archive_support import dataset_rows, invalid_rows
 from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,27 +91,10 @@ def old_left(r: redis.Redis, keys: Keys, exchange: str, symbol: str) -> int:
 
 
 def archived(root: Path) -> set[tuple[str, str, int, str]]:
-    """(exchange, symbol, ms, value) of every hour partition, each row checked against its
-    partition's name."""
-    rows = set()
-    for path in root.rglob("*.csv"):
-        parts = path.relative_to(root).parts
-        if parts[0] == "invalid":
-            continue
-        exchange, symbol, day, hour = parts
-        with path.open(newline="") as handle:
-            reader = csv.reader(handle)
-            assert next(reader) == ["time_ms", "time", "field", "value"]
-            for ms, _, _field, value in reader:
-                when = datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
-                assert (day, hour) == (when.strftime("%Y-%m-%d"), when.strftime("%H.csv"))
-                rows.add((exchange, symbol, int(ms), value))
-    return rows
-
-
-def invalid_rows(root: Path, exchange: str, symbol: str) -> list[list[str]]:
-    with (root / "invalid" / exchange / f"{symbol}.csv").open(newline="") as handle:
-        return list(csv.reader(handle))
+    """(exchange, symbol, ms, value) of every row of the dataset (each row's date partition
+    checked against its time)."""
+    return {(exchange, symbol, ms, value)
+            for exchange, symbol, _day, ms, _field, value in dataset_rows(root)}
 
 
 def old_ticks(exchange: str, symbol: str) -> list[Tick]:
@@ -139,8 +121,7 @@ def test_a_trade_with_no_valid_time_stops_no_series_from_being_trimmed(
         wait_for(lambda e=exchange, s=symbol: old_left(r, keys, e, s) == 0, timeout=20,
                  message=f"{exchange}:{symbol} trimmed to retention")
     assert archived(archive) == as_rows(bad + later)
-    assert invalid_rows(archive, "binance", "BTC-USDT") == [["field", "member"],
-                                                            ["price", f"{NO_TIME}:1"]]
+    assert invalid_rows(archive, "binance", "BTC-USDT") == [("price", f"{NO_TIME}:1")]
     assert store.range("binance", "BTC-USDT", "price") == [(NOW, "99")]
     beat = wait_for(lambda: heartbeat(r, HISTORY), message="the history heartbeat")
     assert beat["degraded"] == "" and "degraded_since_ms" not in beat
@@ -165,9 +146,9 @@ def test_members_outside_the_calendar_are_archived_as_invalid_and_trimmed(r, key
     assert (report.failures, report.invalid, report.count) == ([], 4, 7)
     assert archived(tmp_path) == {("kraken", "XBT-USD", ms, value) for ms, value in (
         (LAST_PLACEABLE, "1"), (FIRST_PLACEABLE, "3"), (OLD, "6"))}
-    assert sorted(invalid_rows(tmp_path, "kraken", "XBT-USD")[1:]) == [
-        ["price", f"{FIRST_PLACEABLE - 1}:4"], ["price", "12ab:5"],
-        ["price", f"{LAST_PLACEABLE + 1}:2"], ["price", "garbage"]]
+    assert invalid_rows(tmp_path, "kraken", "XBT-USD") == [
+        ("price", f"{FIRST_PLACEABLE - 1}:4"), ("price", "12ab:5"),
+        ("price", f"{LAST_PLACEABLE + 1}:2"), ("price", "garbage")]
     assert r.zrange(keys.raw("kraken", "XBT-USD", "price"), 0, -1) == [member(NOW, "7")]
 
 
@@ -183,8 +164,9 @@ def test_readable_places_exactly_the_times_a_partition_can_name():
 def test_a_series_whose_archive_fails_keeps_its_data_while_the_others_are_trimmed(
         r, keys, store, tmp_path, start_watcher):
     archive = tmp_path / "archive"
-    (archive / "binance").mkdir(parents=True)
-    (archive / "binance" / "AAA-USDT").write_text("a file where a directory should be")
+    (archive / "exchange=binance").mkdir(parents=True)
+    (archive / "exchange=binance" / "symbol=AAA-USDT").write_text(
+        "a file where a directory should be")
     failing = old_ticks("binance", "AAA-USDT")
     others = old_ticks("binance", "BTC-USDT") + old_ticks("kraken", "XBT-USD")
     store.write(failing + others)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections import defaultdict
@@ -19,6 +18,7 @@ from bcx.store import RollupStore, Store
 from bcx.ticks import Tick
 from bcx.watcher.archive import Archive
 from bcx.watcher.history import HistoryManager
+from tests.archive_support import dataset_rows
 from tests.conftest import DATA
 
 QUOTES = ("USDT", "USDC", "BRL", "ETH", "BNB", "AUD")
@@ -188,15 +188,7 @@ def test_trimming_leaves_exactly_what_retention_says(r, keys, store: Store, tick
 
 
 def archived_rows(root: Path) -> list[tuple[str, str, str, int, str, str]]:
-    rows = []
-    for path in sorted(root.rglob("*.csv")):
-        exchange, symbol, day, hour = path.relative_to(root).parts
-        with path.open(newline="") as handle:
-            reader = csv.reader(handle)
-            assert next(reader) == ["time_ms", "time", "field", "value"]
-            rows += [(exchange, symbol, day + "/" + hour, int(ms), field, value)
-                     for ms, _, field, value in reader]
-    return rows
+    return dataset_rows(root)
 
 
 def trimmed_by_hand(ticks: list[Tick]) -> list[tuple[str, str, str, int, str, str]]:
@@ -204,7 +196,7 @@ def trimmed_by_hand(ticks: list[Tick]) -> list[tuple[str, str, str, int, str, st
     for t in ticks:
         if t.ms < NOW - 60_000:
             for field, value in t.values():
-                rows.add(("binance", t.symbol, "2021-04-05/18.csv", t.ms, field, value))
+                rows.add(("binance", t.symbol, "2021-04-05", t.ms, field, value))
     return sorted(rows, key=lambda row: (row[1], row[3], row[4], row[5]))
 
 
@@ -216,7 +208,7 @@ def test_archive_holds_exactly_the_trimmed_points(r, keys, store: Store, ticks, 
     manager.trim_pass(NOW)
     rows = archived_rows(tmp_path)
     assert sorted(rows, key=lambda row: (row[1], row[3], row[4], row[5])) == trimmed_by_hand(ticks)
-    assert ("binance", "ZIL-USDT", "2021-04-05/18.csv", 1617647603424, "bid",
+    assert ("binance", "ZIL-USDT", "2021-04-05", 1617647603424, "bid",
             "0.21437000") in rows
 
 
@@ -299,4 +291,8 @@ def test_archive_makes_the_partition_rename_durable(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", fsync)
     Archive(tmp_path).write("kraken", "BTC-USD", "price", [(NOW, "1.50")])
-    assert synced == [False, True]  # the file's data, then its directory entry
+    # The file's data, then its directory entry and each directory the write created.
+    assert synced[:2] == [False, True] and all(synced[1:])
+    synced.clear()
+    Archive(tmp_path).write("kraken", "BTC-USD", "price", [(NOW + 1, "1.60")])
+    assert synced == [False, True]

@@ -28,10 +28,11 @@ from bcx.keys import Keys
 from bcx.rollups import Candle, candles_from_trades, fold_candles
 from bcx.store import RollupStore, Store, TradeStore
 from bcx.ticks import Tick, Trade, TradeFields, parse_trade_member, trade_member
-from bcx.watcher.archive import Archive, read_rows
+from bcx.watcher.archive import Archive
 from bcx.watcher.history import HistoryManager
 from bcx.watcher.rules import RuleEngine
 from tests.api_support import coinbase_ticks, make_config
+from tests.archive_support import dataset_rows
 from tests.cluster_support import Backend
 from tests.trackerkit import expected_trades
 
@@ -333,9 +334,7 @@ def test_trades_and_sizes_are_trimmed_archived_and_their_rollups_trimmed(
                    archive=Archive(tmp_path)).trim_pass(now)
     assert r.zcard(keys.trades(*SERIES)) == 0 and r.zcard(keys.raw(*SERIES, "bid_size")) == 0
     assert r.zcard(keys.rollup(*SERIES, "trades", 60)) == 0
-    rows: set[tuple[int, str, str]] = set()
-    for path in tmp_path.rglob("*.csv"):
-        rows |= read_rows(path)
+    rows = {(ms, field, value) for *_, ms, field, value in dataset_rows(tmp_path)}
     assert {row for row in rows if row[1] == "trades"} == {
         (t.ms, "trades", trade_member(t).partition(":")[2]) for t in trades}
     assert (trades[0].ms, "bid_size", "12.5") in rows

@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from bcx import aggregate, query, rulebook
 from bcx import health as healthmod
+from bcx.coldtier.tiered import TieredTicks, TieredTrades
 from bcx.config import FIELDS, Config
 from bcx.keys import Keys
 from bcx.store import (
@@ -48,6 +49,21 @@ def _connection() -> redis.Redis:
 
 def _store() -> Store:
     return Store(_connection(), _keys())
+
+
+def _archive_dir() -> str | None:
+    watcher = _cfg().watcher
+    return watcher.archive_dir if watcher.archive else None
+
+
+def _ticks() -> TieredTicks:
+    """This request's raw reader: Redis and the archive's dataset (bcx.coldtier)."""
+    return TieredTicks(_store(), _archive_dir())
+
+
+def _trades(ticks: TieredTicks | None = None) -> TieredTrades:
+    return TieredTrades(TradeStore(_connection(), _keys()), _archive_dir(),
+                        ticks.cold if ticks is not None else None)
 
 
 def _rollup_store() -> RollupStore:
@@ -125,7 +141,7 @@ def history(exchange: str, symbol: str) -> Response:
     limit = params.integer(args, "limit", cap, 1, cap)
     newest_first = params.choice(args, "order", ("asc", "desc"), "asc") == "desc"
     exchange, symbol = _series(exchange, symbol)
-    return jsonify(query.history(_store(), exchange, symbol, field, start, end, limit,
+    return jsonify(query.history(_ticks(), exchange, symbol, field, start, end, limit,
                                  newest_first))
 
 
@@ -137,8 +153,8 @@ def trades(exchange: str, symbol: str) -> Response:
     limit = params.integer(args, "limit", cap, 1, cap)
     newest_first = params.choice(args, "order", ("asc", "desc"), "asc") == "desc"
     exchange, symbol = _series(exchange, symbol)
-    return jsonify(query.trades(TradeStore(_connection(), _keys()), exchange, symbol, start,
-                                end, limit, newest_first))
+    return jsonify(query.trades(_trades(), exchange, symbol, start, end, limit,
+                                newest_first))
 
 
 @bp.get("/series/<exchange>/<symbol>/ohlc")
@@ -148,8 +164,9 @@ def ohlc(exchange: str, symbol: str) -> Response:
     start, end = _default_day(args)
     interval = params.interval(args, "interval", MAX_INTERVAL_S)
     exchange, symbol = _series(exchange, symbol)
-    return jsonify(aggregate.candles(_rollup_store(), _store(), exchange, symbol, field,
-                                     interval, start, end, _rollups()))
+    ticks = _ticks()
+    return jsonify(aggregate.candles(_rollup_store(), ticks, exchange, symbol, field,
+                                     interval, start, end, _rollups(), _trades(ticks)))
 
 
 @bp.get("/series/<exchange>/<symbol>/stats")
@@ -158,8 +175,9 @@ def stats(exchange: str, symbol: str) -> Response:
     field = params.choice(args, "field", FIELDS, "price")
     start, end = _default_day(args)
     exchange, symbol = _series(exchange, symbol)
-    return jsonify(aggregate.stats(_rollup_store(), _store(), exchange, symbol, field,
-                                   start, end, _rollups()))
+    ticks = _ticks()
+    return jsonify(aggregate.stats(_rollup_store(), ticks, exchange, symbol, field,
+                                   start, end, _rollups(), _trades(ticks)))
 
 
 def _default_day(args: Any) -> tuple[int, int]:

@@ -186,6 +186,9 @@ def schemas(cfg: Config) -> dict[str, Any]:
                            "start to page forward"},
             "next_end": {**MS_OR_NULL, "description": "order=desc and truncated: pass as end "
                          "to page back"},
+            "source": {"type": "string", "enum": ["redis", "archive", "archive+redis"],
+                       "description": "where the points came from: Redis (the hot range), "
+                       "the archive's dataset (older than raw_retention), or both"},
             "points": {"type": "array", "maxItems": cfg.web.history_cap, "items": {
                 "type": "array", "minItems": 2, "maxItems": 2,
                 "items": {"type": "number"}, "description": "[ms, value]"}}},
@@ -199,6 +202,9 @@ def schemas(cfg: Config) -> dict[str, Any]:
                            "start to page forward"},
             "next_end": {**MS_OR_NULL, "description": "order=desc and truncated: pass as end "
                          "to page back"},
+            "source": {"type": "string", "enum": ["redis", "archive", "archive+redis"],
+                       "description": "where the points came from: Redis (the hot range), "
+                       "the archive's dataset (older than raw_retention), or both"},
             "trades": {"type": "array", "maxItems": cfg.web.history_cap, "items": {
                 "type": "array", "minItems": 5, "maxItems": 5,
                 "items": {"oneOf": [{"type": "number"}, {"type": "string"}]},
@@ -216,6 +222,9 @@ def schemas(cfg: Config) -> dict[str, Any]:
                 "description": "[ms, open, high, low, close] and, for field=price, the "
                                "bucket's traded base volume: [ms, open, high, low, close, "
                                "volume] (0 where no trade)"}},
+            "raw_source": {"type": "string", "enum": ["redis", "archive", "archive+redis"],
+                           "description": "where raw ticks and trades were read: Redis, the "
+                           "archive's dataset, or both"},
             "ticks": {"type": "array", "items": {"type": "integer"},
                       "description": "the tick count of each candle, in order"}},
             ["series", "field", "interval", "start", "end", "source", "count", "candles",
@@ -233,7 +242,10 @@ def schemas(cfg: Config) -> dict[str, Any]:
             "vwap": {**NUMBER_OR_NULL, "description": "quote_volume / volume"},
             "trades": {"type": "integer", "description": "number of trades"},
             "buy_volume": {"type": "number", "description": "base volume of trades whose "
-                           "taker bought"}},
+                           "taker bought"},
+            "raw_source": {"type": "string", "enum": ["redis", "archive", "archive+redis"],
+                           "description": "where raw ticks and trades were read: Redis, the "
+                           "archive's dataset, or both"}},
             ["series", "field", "start", "end", "source", "count", "min", "max", "mean",
              "median", "std", "first", "last", "change_pct", "spread", "volume",
              "quote_volume", "vwap", "trades", "buy_volume"]),
@@ -280,6 +292,14 @@ def schemas(cfg: Config) -> dict[str, Any]:
             "$ref": "#/components/schemas/Rule"}}}, ["rules"]),
         "Health": _object({
             "healthy": {"type": "boolean"}, "redis": {"type": "string"},
+            "archive": {"type": "object", "nullable": True, "description":
+                        "the archive as the watcher last reported it (null: none reported)",
+                        "properties": {"bytes": {"type": "integer", "nullable": True,
+                                                 "description": "size on disk"},
+                                       "oldest": {"type": "string", "nullable": True,
+                                                  "description": "oldest date held"},
+                                       "last_pass": {"type": "string", "description":
+                                                     "the last trim pass's result"}}},
             "reasons": {"type": "array", "items": {"type": "string"}, "description":
                         "one line per component not up or series stale, with the reason"},
             "stale_after_s": {"type": "number"},

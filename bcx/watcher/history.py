@@ -246,6 +246,8 @@ class HistoryManager:
         finally:
             # What was trimmed before a failure is recorded all the same.
             self.rollups.record_cutoffs(exchange, symbol, cutoffs)
+        if self.archive is not None:
+            self.archive.settle(exchange, symbol, raw_cutoff, now_ms)
         self.progress()
         return removed
 

@@ -112,7 +112,9 @@ class Watcher:
         self.clock = clock
         self.stop = threading.Event()
         settings = config.watcher
-        archive = Archive(settings.archive_dir) if settings.archive else None
+        archive = (Archive(settings.archive_dir, settings.archive_retention)
+                   if settings.archive else None)
+        self.archive = archive
         self.heartbeats = {name: Heartbeat(connection, self.keys, name, settings.heartbeat_ttl)
                            for name in (HISTORY, RULES)}
         self._next_history_beat = 0.0
@@ -195,6 +197,7 @@ class Watcher:
         def trim() -> None:
             began, at = time.monotonic(), self.clock()
             report = self.history_passed("trim", self.history.trim_pass(at), began, at)
+            self.archive_passed(report)
             if report.count or report.invalid:
                 log.info("trimmed %d items past retention (%d with no valid time), %d series "
                          "failed", report.count, report.invalid, len(report.failures))
@@ -233,6 +236,21 @@ class Watcher:
         else:
             heartbeat.recover(job)
         return report
+
+    def archive_passed(self, report: PassReport) -> None:
+        """The archive's size on disk, oldest date and the last trim pass's result go into
+        the history heartbeat (``archive_bytes``, ``archive_oldest``, ``archive_last``): the
+        health report, ``bcx status`` and the status page show them."""
+        if self.archive is None:
+            return
+        try:
+            size, oldest = self.archive.usage()
+        except OSError as exc:
+            log.warning("archive usage unknown: %s", exc)
+            return
+        self.pass_info.update(archive_bytes=size, archive_oldest=oldest or "",
+                              archive_last=("ok: " if not report.failures else "")
+                              + report.summary())
 
     def beat_history(self) -> None:
         self.heartbeats[HISTORY].beat(series_failures=sum(self.series_failures.values()),
