@@ -392,7 +392,8 @@ def test_status_page_renders_the_unhealthy_state(open_page, r, keys):
 
 
 # ---------------------------------------------------------------------------------- narrow
-@pytest.mark.parametrize("path", ["/", "/chart/coinbase/{symbol}", "/alerts", "/status"])
+@pytest.mark.parametrize("path", ["/", "/chart/coinbase/{symbol}", "/alerts", "/rules",
+                                  "/status"])
 def test_pages_fit_a_narrow_screen(open_page, recorded, r, keys, path):
     for component in EXPECTED:
         Heartbeat(r, keys, component, ttl=60).beat()
