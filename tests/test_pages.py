@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 import redis
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Dialog, Locator, Page, sync_playwright
 from werkzeug.serving import make_server
 
 from bcx import config as configmod
@@ -25,12 +26,14 @@ from bcx.config import WatcherConfig
 from bcx.health import EXPECTED
 from bcx.heartbeat import Heartbeat
 from bcx.keys import Keys
+from bcx.redisconn import from_config
 from bcx.server.history import record
 from bcx.store import RollupStore, Store, TradeStore
 from bcx.store.alerts import AlertLog
 from bcx.ticks import Tick, Trade
 from bcx.timeutil import now_ms
 from bcx.watcher.history import HistoryManager
+from bcx.watcher.run import Watcher
 from tests.api_support import coinbase_ticks
 from tests.support import RedisServer, free_port
 from web import create_app
@@ -42,15 +45,26 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 DEADLINE_MS = 10_000
 
 
+TOKEN = "pages-token"
+
+
 @pytest.fixture(scope="module")
-def app_url(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The web app on a free loopback port, in a thread, for this module's tests."""
+def pages_conf(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The config of the app and of the watcher the rule tests run."""
     conf = tmp_path_factory.mktemp("pages") / "bcx.conf"
     # A short keep-alive lets each SSE response notice its closed page soon, so shutting the
     # server down does not wait on it.
     conf.write_text(f"[redis]\nurl = {redis_server.url}\n\n[web]\nsse_keepalive = 1s\n"
-                    "stale_after = 1m\n")
-    app = create_app({"BCX_CONFIG": configmod.load(str(conf), env={})})
+                    f"stale_after = 1m\napi_token = {TOKEN}\n\n[watcher]\n"
+                    f"rule_interval = 100ms\nrestart_backoff_max = 100ms\n"
+                    f"archive_dir = {conf.parent / 'archive'}\n")
+    return conf
+
+
+@pytest.fixture(scope="module")
+def app_url(pages_conf: Path) -> Iterator[str]:
+    """The web app on a free loopback port, in a thread, for this module's tests."""
+    app = create_app({"BCX_CONFIG": configmod.load(str(pages_conf), env={})})
     port = free_port()
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="pages-app", daemon=True)
@@ -378,7 +392,8 @@ def test_status_page_renders_the_unhealthy_state(open_page, r, keys):
 
 
 # ---------------------------------------------------------------------------------- narrow
-@pytest.mark.parametrize("path", ["/", "/chart/coinbase/{symbol}", "/alerts", "/status"])
+@pytest.mark.parametrize("path", ["/", "/chart/coinbase/{symbol}", "/alerts", "/rules",
+                                  "/status"])
 def test_pages_fit_a_narrow_screen(open_page, recorded, r, keys, path):
     for component in EXPECTED:
         Heartbeat(r, keys, component, ttl=60).beat()
@@ -564,3 +579,195 @@ def test_status_page_wraps_long_values_and_counts_gaps_of_subscribed_series(open
     assert narrow.page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
     tab.assert_clean()
     narrow.assert_clean()
+
+
+# ---------------------------------------------------------------------------------- rules
+@pytest.fixture
+def watcher(pages_conf: Path, r: redis.Redis) -> Iterator[Watcher]:
+    """A real watcher on the test Redis, evaluating the rules the pages create."""
+    config = configmod.load(str(pages_conf), env={})
+    connection = from_config(config.redis)
+    running = Watcher(connection, config)
+    running.start()
+    yield running
+    running.shutdown()
+    connection.close()
+
+
+def answer_dialogs(tab: Tab) -> list[str]:
+    """Answers the token prompt with the token and accepts confirmations; returns the prompts'
+    messages, so a test can count how often the token was asked."""
+    asked: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        if dialog.type == "prompt":
+            asked.append(dialog.message)
+            dialog.accept(TOKEN)
+        else:
+            dialog.accept()
+
+    tab.page.on("dialog", answer)
+    return asked
+
+
+def api(app_url: str, method: str, path: str, body: object = None) -> dict:
+    request = urllib.request.Request(
+        f"{app_url}/api/v1.0{path}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read()
+    return json.loads(text) if text else {}
+
+
+def rule_row(tab: Tab, name: str) -> Locator:
+    return tab.page.locator(f"#rules-table tr[data-name='{name}']")
+
+
+def test_a_rule_made_on_the_chart_fires_on_replayed_ticks_and_is_silenced(
+        open_page, r, keys, app_url, watcher):
+    store = Store(r, keys, publish_ticks=True)
+    start = now_ms() - 600_000
+    # The last tick is the lowest: a click near the top of the pane is above it.
+    store.write([Tick("kraken", "BTC-USD", start + i * 10_000, price=f"{100 + (59 - i) % 5}.50",
+                      bid=f"{100 + (59 - i) % 5}.40", ask=f"{100 + (59 - i) % 5}.60")
+                 for i in range(60)])
+    tab = open_page("/chart/kraken/BTC-USD", live=True)
+    asked = answer_dialogs(tab)
+    # "Alert at this price": a click on the price pane opens the form at the clicked level.
+    box = tab.page.locator("#chart .highcharts-plot-background").first.bounding_box()
+    tab.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.1)
+    form = tab.page.locator("#rule-form-box form.rule-form")
+    clicked = float(form.locator("input[name=threshold]").input_value())
+    low, high = tab.page.evaluate(f"[{CHART}.yAxis[0].min, {CHART}.yAxis[0].max]")
+    assert low < clicked <= high
+    assert form.locator("select[name=kind]").input_value() == "above"
+    assert tab.page.evaluate(f"{CHART}.yAxis[0].plotLines"
+                             ".some(line => line.id === 'rule-draft')")
+    form.locator("input[name=threshold]").fill("105.25")
+    form.locator("input[name=name]").fill("btc-breakout")
+    form.locator("button[type=submit]").click()
+    tab.page.wait_for_function("document.body.dataset.lines === '1'", timeout=DEADLINE_MS)
+    line = tab.page.evaluate(f"{CHART}.yAxis[0].plotLines.filter(l => l.id"
+                             " && l.id.startsWith('rule-')).map(l => [l.options.value,"
+                             " l.options.label.text])")
+    assert len(line) == 1 and line[0][0] == 105.25 and "btc-breakout" in line[0][1]
+    assert len(asked) == 1
+    # Replayed ticks cross the level: the watcher fires and the flag carries the rule's name.
+    rule = next(item for item in api(app_url, "GET", "/rules")["rules"]
+                if item["name"] == "btc-breakout")
+    store.write([Tick("kraken", "BTC-USD", now_ms(), price="106.75", bid="106.70",
+                      ask="106.80")])
+    tab.page.wait_for_function(f"{CHART}.get('alerts').points.length === 1",
+                               timeout=DEADLINE_MS)
+    assert tab.page.evaluate(f"{CHART}.get('alerts').points[0].options.title") == \
+        "▲ btc-breakout"
+    tab.page.wait_for_function("BCXChart.rows('price').some(p => p[1] === 106.75)",
+                               timeout=DEADLINE_MS)
+    tab.page.wait_for_function("[...document.querySelectorAll('.highcharts-plot-line-label')]"
+                               ".some(l => l.textContent.includes('(firing)'))",
+                               timeout=DEADLINE_MS)
+    # The live tick scrolled the chart: the flag is on show, not past the axis' end.
+    assert tab.page.evaluate(f"{CHART}.get('alerts').points[0].isInside")
+    tab.screenshot("chart-threshold-lines")
+    # The alerts page has it under "Firing now".
+    tab.page.goto(app_url + "/alerts")
+    tab.page.wait_for_function("document.body.dataset.ready === '1'", timeout=DEADLINE_MS)
+    firing = tab.page.locator(f"#firing-now li[data-rule='{rule['id']}']")
+    assert "btc-breakout" in firing.inner_text() and "value 106.75" in firing.inner_text()
+    assert tab.page.locator("#firing-count").inner_text() == "1"
+    tab.screenshot("alerts-firing-now")
+    # Silenced from the rules page, with the token this tab already gave.
+    tab.page.goto(app_url + "/rules")
+    tab.page.wait_for_function("document.body.dataset.ready === '1'", timeout=DEADLINE_MS)
+    assert rule_row(tab, "btc-breakout").get_attribute("data-state") == "firing"
+    rule_row(tab, "btc-breakout").locator("button[data-action=silence]").click()
+    tab.page.fill(".silence-form input[name=comment]", "known breakout")
+    tab.page.click(".silence-form button[type=submit]")
+    tab.page.wait_for_function(
+        "document.querySelector(\"tr[data-name='btc-breakout']\").dataset.state === 'silenced'",
+        timeout=DEADLINE_MS)
+    assert "known breakout" in rule_row(tab, "btc-breakout").inner_text()
+    status = api(app_url, "GET", f"/rules/{rule['id']}")["status"]
+    assert status["state"] == "silenced" and status["silence_comment"] == "known breakout"
+    assert len(asked) == 1
+    tab.screenshot("rules")
+    tab.assert_clean()
+
+
+def test_the_rule_form_shows_the_api_validation_messages_and_keeps_the_token(
+        open_page, recorded, app_url):
+    tab = open_page("/rules")
+    asked = answer_dialogs(tab)
+    tab.page.click("#new-rule")
+    form = tab.page.locator("form.rule-form")
+    form.locator("input[name=name]").fill("too-quiet")
+    form.locator("select[name=kind]").select_option("stale")
+    assert form.locator("[data-key=window]").is_hidden()
+    form.locator("input[name=series]").fill("coinbase:BTC-USD")
+    form.locator("input[name=threshold]").fill("0")
+    form.locator("button[type=submit]").click()
+    message = form.locator("[data-key=threshold] .rf-error")
+    message.wait_for(timeout=DEADLINE_MS)
+    tab.screenshot("rule-form-error")
+    assert message.inner_text() == "expected a positive number of seconds"
+    assert "invalid" in form.locator("[data-key=threshold]").get_attribute("class")
+    # A series no exchange has: the API's 422 names the series.
+    form.locator("input[name=threshold]").fill("30")
+    form.locator("input[name=series]").fill("kraken:NOPE-USD")
+    form.locator("button[type=submit]").click()
+    form.locator("[data-key=series].invalid").wait_for(timeout=DEADLINE_MS)
+    assert "unknown series kraken:NOPE-USD" in form.locator("[data-key=series] .rf-error") \
+        .inner_text()
+    assert form.locator("[data-key=threshold] .rf-error").is_hidden()
+    # Asked once for the tab, kept in its session storage (not in local storage).
+    assert len(asked) == 1
+    assert tab.page.evaluate("sessionStorage.getItem('bcx-token')") == TOKEN
+    assert tab.page.evaluate("localStorage.getItem('bcx-token')") is None
+    form.locator("input[name=series]").fill("coinbase:BTC-USD")
+    form.locator("button[type=submit]").click()
+    rule_row(tab, "too-quiet").wait_for(timeout=DEADLINE_MS)
+    assert len(asked) == 1
+    tab.screenshot("rules-stale-rule")
+    # Another tab asks again.
+    other = open_page("/rules")
+    other_asked = answer_dialogs(other)
+    rule_row(other, "too-quiet").locator("button[data-action=disable]").click()
+    rule_row(other, "too-quiet").locator("button[data-action=enable]").wait_for(
+        timeout=DEADLINE_MS)
+    assert len(other_asked) == 1
+    expected = ("HTTP 400", "HTTP 422", "status of 400", "status of 422")
+    tab.problems[:] = [p for p in tab.problems if not any(e in p for e in expected)]
+    tab.assert_clean()
+    other.assert_clean()
+
+
+def test_the_rules_page_edits_disables_enables_and_deletes(open_page, recorded, app_url):
+    made = api(app_url, "POST", "/rules", {"name": "eth-low", "kind": "below",
+                                           "series": "coinbase:BTC-USD", "threshold": 10})
+    tab = open_page("/rules")
+    answer_dialogs(tab)
+    row = rule_row(tab, "eth-low")
+    assert "▼ below" in row.inner_text() and "bcx.conf" not in row.inner_text()
+    row.locator("button[data-action=edit]").click()
+    form = tab.page.locator("form.rule-form[data-mode=edit]")
+    assert form.locator("select[name=kind]").is_disabled()
+    form.locator("input[name=threshold]").fill("9.5")
+    form.locator("input[name=cooldown]").fill("1m")
+    form.locator("button[type=submit]").click()
+    tab.page.wait_for_function(
+        "document.querySelector(\"tr[data-name='eth-low'] td.num\").textContent === '9.5'",
+        timeout=DEADLINE_MS)
+    saved = api(app_url, "GET", f"/rules/{made['id']}")
+    assert (saved["threshold"], saved["cooldown"]) == (9.5, 60)
+    row.locator("button[data-action=disable]").click()
+    row.locator("button[data-action=enable]").wait_for(timeout=DEADLINE_MS)
+    assert api(app_url, "GET", f"/rules/{made['id']}")["enabled"] is False
+    assert "disabled" in row.inner_text()
+    row.locator("button[data-action=enable]").click()
+    row.locator("button[data-action=disable]").wait_for(timeout=DEADLINE_MS)
+    assert api(app_url, "GET", f"/rules/{made['id']}")["enabled"] is True
+    row.locator("button[data-action=delete]").click()
+    row.wait_for(state="detached", timeout=DEADLINE_MS)
+    assert api(app_url, "GET", "/rules")["rules"] == []
+    tab.assert_clean()

@@ -1,4 +1,4 @@
-"""The HTML pages blueprint: the overview, the Highcharts Stock chart, alerts and status.
+"""The HTML pages blueprint: the overview, the Highcharts Stock chart, alerts, rules and status.
 
 The views only render a template; every figure on a page is fetched by the browser from the
 public JSON API (``/api/v1.0``). This module also serves our own ``static/`` files and the
@@ -58,6 +58,11 @@ def chart(exchange: str, symbol: str) -> str:
 @bp.get("/alerts")
 def alerts() -> str:
     return _page("alerts.html", title="Alerts")
+
+
+@bp.get("/rules")
+def rules() -> str:
+    return _page("rules.html", title="Rules")
 
 
 @bp.get("/status")

@@ -26,6 +26,40 @@ const BCX = (() => {
     return response.json();
   }
 
+  const TOKEN_KEY = "bcx-token";
+
+  /** The API token for writes: asked once per tab, kept in this tab's session storage (never
+      in localStorage: closing the tab forgets it). Null when the user cancels. */
+  function token(again = false) {
+    if (again) sessionStorage.removeItem(TOKEN_KEY);
+    let found = sessionStorage.getItem(TOKEN_KEY);
+    if (!found) {
+      found = (window.prompt("API token for rule changes ([web] api_token):") || "").trim();
+      if (found) sessionStorage.setItem(TOKEN_KEY, found);
+    }
+    return found || null;
+  }
+
+  /** A write (POST/PATCH/DELETE) with the tab's token; a 401 asks for the token once more.
+      Resolves to {ok, status, body}; body is the API's JSON ({error: {message, parameter}}
+      on a refusal) or null. */
+  async function write(method, path, body) {
+    for (const again of [false, true]) {
+      const bearer = token(again);
+      if (!bearer) return { ok: false, status: 0, body: { error: { message: "no token given" } } };
+      const response = await fetch(API + path, { method, headers: {
+        Accept: "application/json", "Content-Type": "application/json",
+        Authorization: `Bearer ${bearer}` },
+      body: body === undefined ? undefined : JSON.stringify(body) });
+      if (response.status === 401 && !again) continue;
+      let answer = null;
+      try { answer = await response.json(); } catch (_) { /* 204 */ }
+      if (response.status === 401) sessionStorage.removeItem(TOKEN_KEY);
+      return { ok: response.ok, status: response.status, body: answer };
+    }
+    return null;
+  }
+
   /** Decimal places in an exchange's decimal string ("14.7550" -> 4). */
   function decimals(value) {
     if (value === undefined || value === null || value === "") return 0;
@@ -219,6 +253,6 @@ const BCX = (() => {
     if (stale) stale.textContent = fmtAge(staleAfter);
   });
 
-  return { api, ApiError, decimals, precision, fmt, fmtTime, fmtAge, tz, tzLabel, el,
+  return { api, write, token, ApiError, decimals, precision, fmt, fmtTime, fmtAge, tz, tzLabel, el,
     chartUrl, splitSeries, live, liveSeries, staleAfter, isDark };
 })();

@@ -54,6 +54,8 @@
   let navDrawn = 0;        // when the navigator last took one (performance.now())
   let drawnTicks = 0;      // live ticks drawn so far (the tests and the bench read it)
   const layers = new Map();  // chart series id -> Layer
+  let levelLines = [];     // plot line ids of the series' level rules
+  let draft = null;        // the open "alert at this price" form
 
   /** One chart series fed with raw rows [time, value] ("line") or [time, bid, ask]
       ("band"), drawn as one point per bucket of `step` ms. */
@@ -288,20 +290,96 @@
     return latest.time;
   }
 
+  /** A flag per event: the kind's marker and the rule's name; red firing, green resolved. */
   function flag(event) {
     const firing = event.state === "firing";
-    const down = ["below", "cross_down"].includes(event.kind)
-      || (event.kind === "change_pct" && event.threshold < 0);
-    return { x: event.time, title: firing ? (down ? "▼" : "▲") : "✓", id: event.id,
-      text: `<b>${event.name || event.rule}</b> ${event.state}<br>${event.message || ""}`,
+    const name = event.name || event.rule;
+    return { x: event.time, title: `${BCXRules.marker(event.kind)} ${name}`, id: event.id,
+      text: `<b>${name}</b> (${event.kind}) ${event.state}${event.silenced ? ", silenced" : ""}`
+        + `<br>${event.message || ""}`,
       color: firing ? "#c0362c" : "#12805c", fillColor: firing ? "#fde8e6" : "#dcfae6" };
+  }
+
+  /** The series' level rules (above, below, crossings) as lines across the price pane. */
+  async function thresholdLines() {
+    const found = (await BCX.api("/rules")).rules.filter((rule) => rule.series === seriesId
+      && BCXRules.LEVELS.includes(rule.kind) && rule.enabled && rule.threshold !== null);
+    if (!chart) return;
+    const axis = chart.get("price-axis");
+    for (const id of levelLines) axis.removePlotLine(id);
+    levelLines = found.map((rule) => `rule-${rule.id}`);
+    const percent = view.compare.length > 0;
+    for (const rule of percent ? [] : found) {
+      const state = rule.status ? rule.status.state : "normal";
+      const hot = state === "firing" ? "#c0362c" : "#d9822b";
+      axis.addPlotLine({ id: `rule-${rule.id}`, value: rule.threshold, color: hot, width: 1.5,
+        dashStyle: state === "silenced" ? "Dot" : "ShortDash", zIndex: 5,
+        label: { text: `${BCXRules.marker(rule.kind)} ${rule.name} ${rule.field !== "price"
+          ? rule.field + " " : ""}${BCX.fmt(rule.threshold, places)} (${state})`,
+        align: "left", x: 4, y: -4, style: { color: hot, fontSize: "11px" } } });
+    }
+    // The axis stretches to show every line (a soft limit: the data still sets it when wider).
+    const values = percent ? [] : found.map((rule) => rule.threshold);
+    axis.update({ softMin: values.length ? Math.min(...values) : undefined,
+      softMax: values.length ? Math.max(...values) : undefined }, false);
+    chart.redraw(false);
+    document.body.dataset.lines = String(levelLines.length);
+  }
+
+  /** "Alert at this price": the form opens at the last price; while it is open a click on
+      the chart picks the price (above or below the last one), drawn as a dashed line. */
+  function alertForm(price) {
+    const box = document.getElementById("rule-form-box");
+    const last = Number(latest.price ?? ((Number(latest.bid) + Number(latest.ask)) / 2));
+    const level = price ?? last;
+    const kind = Number.isFinite(last) && level < last ? "below" : "above";
+    draft = BCXRules.form(box, { series: seriesId, threshold: round(level), kind,
+      onSaved: () => {
+        draft = null;
+        setDraftLine(null);
+        thresholdLines().catch((error) => console.warn("chart:", error.message));
+      },
+      onCancel: () => {
+        draft = null;
+        setDraftLine(null);
+      } });
+    draft.querySelector("h3").after(BCX.el("p", { class: "hint" },
+      "Click the chart to pick the price."));
+    setDraftLine(level);
+  }
+
+  const round = (value) => (Number.isFinite(value) ? Number(value.toFixed(places)) : "");
+
+  function pickPrice(event) {
+    const axis = (event.yAxis || []).find((item) => item.axis.options.id === "price-axis");
+    if (!axis || view.compare.length) return;
+    if (!draft) {
+      alertForm(axis.value);
+      return;
+    }
+    const last = Number(latest.price ?? ((Number(latest.bid) + Number(latest.ask)) / 2));
+    draft.elements.threshold.value = round(axis.value);
+    if (["above", "below"].includes(draft.elements.kind.value) && Number.isFinite(last)) {
+      draft.elements.kind.value = axis.value < last ? "below" : "above";
+    }
+    setDraftLine(axis.value);
+  }
+
+  function setDraftLine(value) {
+    if (!chart) return;
+    const axis = chart.get("price-axis");
+    axis.removePlotLine("rule-draft");
+    if (value === null || !Number.isFinite(value)) return;
+    axis.addPlotLine({ id: "rule-draft", value, color: "#2f6fde", width: 1, dashStyle: "Dash",
+      zIndex: 6, label: { text: `new alert at ${BCX.fmt(value, places)}`, align: "right",
+        x: -4, y: -4, style: { color: "#2f6fde", fontSize: "11px" } } });
   }
 
   function build(overview, initial, flags, min, max) {
     const css = getComputedStyle(document.documentElement);
     const color = (name) => css.getPropertyValue(name).trim();
     chart = Highcharts.stockChart(box, {
-      chart: { animation: false, zooming: { type: "x" } },
+      chart: { animation: false, zooming: { type: "x" }, events: { click: pickPrice } },
       loading: { hideDuration: 0, showDuration: 0 },
       title: { text: "" },
       accessibility: { description: `Price, bid and ask of ${seriesId}` },
@@ -354,7 +432,7 @@
           step: "left", color: "#9a5b00", fillOpacity: 0.25, lineWidth: 1, compare: undefined,
           showInLegend: false, tooltip: { valueDecimals: 2, valueSuffix: " bp" } },
         { id: "alerts", type: "flags", name: "Alerts", data: flags, onSeries: "price",
-          shape: "squarepin", width: 16, y: -40, allowOverlapX: true },
+          shape: "squarepin", y: -40, allowOverlapX: true, style: { fontSize: "11px" } },
         ...view.compare.map((other, i) => ({ id: `compare-${other}`, type: "line",
           name: other, step: "left", data: [], color: COLORS[i % COLORS.length],
           lineWidth: 1.2 })),
@@ -369,9 +447,12 @@
     chart.redraw();
   }
 
-  function atRightEdge() {
+  /** Whether the newest tick drawn so far (`newest`) is on show: live ticks then scroll the
+      axis. Not the axis' dataMax, which a flag of a live alert can move ahead of the ticks. */
+  function atRightEdge(newest) {
     const { max, dataMax } = chart.xAxis[0].getExtremes();
-    return max === undefined || dataMax === undefined || max >= dataMax - 1;
+    const edge = newest ?? dataMax;
+    return max === undefined || edge === undefined || max >= edge - 1;
   }
 
   function onTick(item) {
@@ -393,6 +474,7 @@
     queue = [];
     if (!items.length) return;
     let newest = latest.time;
+    const before = latest.time;
     const own = { price: [], band: [], nav: null };
     const others = new Map();
     for (const item of items) {
@@ -423,7 +505,7 @@
     latest.time = newest;
     showLast();
     if (!chart) return;
-    const wasLive = atRightEdge();
+    const wasLive = atRightEdge(before);
     // The navigator spans the whole history: a few seconds behind costs it no pixel, and
     // redrawing it (and its axis) with every batch would.
     if (own.nav) navPending = own.nav;
@@ -600,6 +682,7 @@
     BCX.live("alert", (event) => {
       if (event.series !== seriesId || !chart) return;
       chart.get("alerts").addPoint(flag(event));
+      thresholdLines().catch((error) => console.warn("chart:", error.message));
     });
     let found = null;
     try {
@@ -633,6 +716,8 @@
     build(overview, initial, alerts, min, max);
     if (view.compare.length) setCompare(view.compare);
     await fillCompare();
+    await thresholdLines();
+    document.getElementById("alert-here").addEventListener("click", () => alertForm(null));
     // The raw rows each series holds (drawn one per bucket): the tests read them.
     window.BCXChart = { rows: (id) => (layers.get(id)?.rows || []) };
     document.body.dataset.ready = "1";
