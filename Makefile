@@ -1,7 +1,7 @@
 # BCX: two commands set up a fresh Debian/Ubuntu machine (as root):
 #   make run    install what is missing, start a private redis-server if none is reachable,
 #               run every component under honcho
-#   make test   install what is missing, run ruff and every test
+#   make test   install what is missing, run ruff, mypy and every test
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -51,6 +51,7 @@ test: export BCX_EXTRA_PACKAGES = $(TEST_PACKAGES)
 test: export COVERAGE_FILE = $(COV_DIR)/coverage
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	@rm -rf $(COV_DIR) && mkdir -p $(COV_DIR)
 	@$(BIN)/python -m coverage run -m pytest; status=$$?; \
 	  $(BIN)/python -m coverage combine --quiet && \
@@ -60,6 +61,7 @@ test: setup
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # Mutation testing of the core modules ([tool.mutmut] in pyproject.toml), outside CI: slow.
 # MUTATE=... narrows it (mutmut's own glob of mutant names, e.g. 'bcx.rollups*').
@@ -98,4 +100,4 @@ uninstall:
 	@DESTDIR="$(DESTDIR)" PURGE="$(PURGE)" scripts/install.sh uninstall
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache build *.egg-info .coverage-data mutants
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .mypy_cache build *.egg-info .coverage-data mutants

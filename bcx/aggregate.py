@@ -22,7 +22,8 @@ from bcx.coldtier import tiered
 from bcx.keys import series_id
 from bcx.query import QueryError, num
 from bcx.rollups import TRADES, Candle, Volume, floor_to, watermark_field
-from bcx.store import RollupStore, Store, TradeStore
+from bcx.store import RollupStore, TradeStore
+from bcx.store.readers import TickReader, TradeReader
 
 MAX_CANDLES = 10_000
 # Raw points one candle request may fold in; past this the interval must match a roll-up.
@@ -113,9 +114,9 @@ class Buckets:
 
     def add_candles(self, candles: Iterable[Candle]) -> None:
         for candle in candles:
-            values = [num(candle.open), num(candle.high), num(candle.low), num(candle.close)]
-            if None not in values:
-                self.add(candle.start_ms, *values, candle.count)  # type: ignore[arg-type]
+            o, h, low, c = num(candle.open), num(candle.high), num(candle.low), num(candle.close)
+            if o is not None and h is not None and low is not None and c is not None:
+                self.add(candle.start_ms, o, h, low, c, candle.count)
 
     def add_points(self, points: Iterable[tuple[int, str]]) -> None:
         for ms, text in points:
@@ -124,9 +125,9 @@ class Buckets:
                 self.add(ms, value, value, value, value, 1)
 
 
-def candles(rollup_store: RollupStore, store: Store, exchange: str, symbol: str,
+def candles(rollup_store: RollupStore, store: TickReader, exchange: str, symbol: str,
             field: str, interval_s: int | None, start_ms: int, end_ms: int,
-            rollups: Sequence[int], trades: TradeStore | None = None) -> dict[str, Any]:
+            rollups: Sequence[int], trades: TradeReader | None = None) -> dict[str, Any]:
     """Candles ``[ms, open, high, low, close]`` of ``interval_s`` whose bucket start lies in
     the range (the first bucket is aligned down, so it holds its whole interval); price
     candles add the bucket's traded base ``volume``. ``ticks`` lists each candle's tick
@@ -168,7 +169,7 @@ def candles(rollup_store: RollupStore, store: Store, exchange: str, symbol: str,
             "count": len(rows), "candles": rows, "ticks": [int(row[4]) for _, row in kept]}
 
 
-def bucket_volumes(rollup_store: RollupStore, trades: TradeStore, exchange: str, symbol: str,
+def bucket_volumes(rollup_store: RollupStore, trades: TradeReader, exchange: str, symbol: str,
                    interval_s: int, first: int, end_ms: int, rollups: Sequence[int]
                    ) -> dict[int, Volume]:
     """Exact traded volume per bucket of ``interval_s`` starting in ``[first, end_ms]``: from
@@ -194,9 +195,9 @@ def bucket_volumes(rollup_store: RollupStore, trades: TradeStore, exchange: str,
     return out
 
 
-def stats(rollup_store: RollupStore, store: Store, exchange: str, symbol: str, field: str,
+def stats(rollup_store: RollupStore, store: TickReader, exchange: str, symbol: str, field: str,
           start_ms: int, end_ms: int, rollups: Sequence[int],
-          trades: TradeStore | None = None) -> dict[str, Any]:
+          trades: TradeReader | None = None) -> dict[str, Any]:
     """Count, min, max, mean, median, std, first, last, change % of one field, the ask - bid
     spread's statistics (in decimal) and the traded volume of the range.
 
@@ -246,7 +247,7 @@ def stats(rollup_store: RollupStore, store: Store, exchange: str, symbol: str, f
     return out
 
 
-def range_volume(rollup_store: RollupStore, trades: TradeStore, exchange: str, symbol: str,
+def range_volume(rollup_store: RollupStore, trades: TradeReader, exchange: str, symbol: str,
                  start_ms: int, end_ms: int, rollups: Sequence[int]) -> Volume:
     """Base, quote and taker-buy volume and trade count of ``[start_ms, end_ms]``, exact: the
     raw trades when they are few and cover the range; otherwise the complete buckets of the
@@ -283,7 +284,7 @@ def range_volume(rollup_store: RollupStore, trades: TradeStore, exchange: str, s
 Sample = tuple[int, float, int, float, float, float, str]
 
 
-def _samples(rollup_store: RollupStore, store: Store, exchange: str, symbol: str,
+def _samples(rollup_store: RollupStore, store: TickReader, exchange: str, symbol: str,
              field: str, source: Source, start_ms: int, end_ms: int) -> list[Sample]:
     out: list[Sample] = []
     raw_from = start_ms
@@ -302,7 +303,7 @@ def _samples(rollup_store: RollupStore, store: Store, exchange: str, symbol: str
     return out
 
 
-def _tick_times(store: Store, exchange: str, symbol: str, field: str, samples: list[Sample],
+def _tick_times(store: TickReader, exchange: str, symbol: str, field: str, samples: list[Sample],
                 interval_s: int, start_ms: int, end_ms: int) -> tuple[int, int]:
     """The times of the range's first and last ticks where a roll-up bucket stands for them:
     the first (last) raw tick of that bucket when the raw history still holds all its ticks,
@@ -364,7 +365,7 @@ def spread_series(bids: list[Sample], asks: list[Sample]) -> list[tuple[int, Dec
     return out
 
 
-def _needs_rollups(rollup_store: RollupStore, store: Store, exchange: str, symbol: str,
+def _needs_rollups(rollup_store: RollupStore, store: TickReader, exchange: str, symbol: str,
                    field: str, start_ms: int, end_ms: int, rollups: Sequence[int]) -> bool:
     """Long ranges, and ranges whose raw ticks were (partly) trimmed away."""
     count, oldest = store.count_and_oldest(exchange, symbol, field, start_ms, end_ms)

@@ -317,7 +317,8 @@ def _render(value: Any, parse: Callable[[str], Any] | None = None) -> str:
     if value is None:
         return ""
     if parse is not None and hasattr(parse, "render"):
-        return parse.render(value)
+        rendered: str = parse.render(value)
+        return rendered
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, tuple):
@@ -599,7 +600,8 @@ class ConfigError(Exception):
 
 
 def key_of(spec: Any) -> str:
-    return spec.metadata.get("key") or spec.name
+    key: str = spec.metadata.get("key") or spec.name
+    return key
 
 
 def env_name(section: str, key: str) -> str:

@@ -13,6 +13,7 @@ import random
 import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from bcx.exchanges.common import ms_to_iso
 
@@ -46,7 +47,7 @@ def session_lines(seconds: int = 120, per_second: int = 4, seed: int = 7,
              {"dir": "recv", "ts": ts, "raw": json.dumps(ack, separators=(",", ":"))}]
     steps = seconds * per_second
     walks = {product: _walk(rng, start, steps) for product, start in PRODUCTS.items()}
-    frames: list[tuple[int, dict]] = []
+    frames: list[tuple[int, dict[str, Any]]] = []
     for number, product in enumerate(products):
         trade_id = 500_000_000 + number * 100_000_000
         for step, price in enumerate(walks[product]):

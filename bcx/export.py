@@ -14,11 +14,12 @@ from __future__ import annotations
 import csv
 import heapq
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TextIO, TypeVar
+from typing import IO, Any, TypeVar
 
 from bcx import aggregate
 from bcx.query import QueryError
-from bcx.store import RollupStore, Store, TradeStore
+from bcx.store import RollupStore
+from bcx.store.readers import TickReader, TradeReader
 from bcx.ticks import Point, TradeFields
 from bcx.timeutil import iso_ms, now_ms
 
@@ -42,7 +43,7 @@ class ExportError(ValueError):
     """Input the export cannot serve; the message says what to change."""
 
 
-def points(store: Store, exchange: str, symbol: str, field: str, start_ms: int | None,
+def points(store: TickReader, exchange: str, symbol: str, field: str, start_ms: int | None,
            end_ms: int | None, page: int = PAGE) -> Iterator[Point]:
     """Every point of one field in ``[start_ms, end_ms]``, oldest first, a page per round
     trip (:func:`paged`)."""
@@ -50,7 +51,7 @@ def points(store: Store, exchange: str, symbol: str, field: str, start_ms: int |
                                                       limit=limit), start_ms, end_ms, page)
 
 
-def trade_rows(trades: TradeStore, exchange: str, symbol: str, start_ms: int | None,
+def trade_rows(trades: TradeReader, exchange: str, symbol: str, start_ms: int | None,
                end_ms: int | None, page: int = PAGE) -> Iterator[TradeFields]:
     """Every trade in ``[start_ms, end_ms]``, oldest first, a page per round trip."""
     return paged(lambda low, high, limit: trades.range(exchange, symbol, low, high,
@@ -79,7 +80,7 @@ def paged(read: Callable[[int | None, int | None, int | None], list[Item]],
         low = last
 
 
-def raw_rows(store: Store, exchange: str, symbol: str, fields: Sequence[str],
+def raw_rows(store: TickReader, exchange: str, symbol: str, fields: Sequence[str],
              start_ms: int | None, end_ms: int | None) -> Iterator[tuple[int, str, str]]:
     def rows(field: str) -> Iterator[tuple[int, str, str]]:
         for ms, value in points(store, exchange, symbol, field, start_ms, end_ms):
@@ -88,7 +89,7 @@ def raw_rows(store: Store, exchange: str, symbol: str, fields: Sequence[str],
     return heapq.merge(*(rows(field) for field in fields), key=lambda row: (row[0], row[1]))
 
 
-def first_ms(store: Store, rollups: RollupStore, exchange: str, symbol: str,
+def first_ms(store: TickReader, rollups: RollupStore, exchange: str, symbol: str,
              fields: Sequence[str], rollup_intervals: Sequence[int]) -> int | None:
     """The oldest point or candle the series holds in any of ``fields``."""
     found = [store.oldest_ms(exchange, symbol, field) for field in fields]
@@ -97,14 +98,16 @@ def first_ms(store: Store, rollups: RollupStore, exchange: str, symbol: str,
     return min((ms for ms in found if ms is not None), default=None)
 
 
-def _window(rollups: RollupStore, store: Store, exchange: str, symbol: str, field: str,
+def _window(rollups: RollupStore, store: TickReader, exchange: str, symbol: str, field: str,
             interval_s: int, low: int, high: int, rollup_intervals: Sequence[int]
             ) -> list[list[Any]]:
     """The candles of ``[low, high]`` (``low`` on a bucket boundary), halving the window
     while it would be built from more raw ticks than one API request may fold in."""
     try:
-        return aggregate.candles(rollups, store, exchange, symbol, field, interval_s, low, high,
-                                 rollup_intervals)["candles"]
+        found: list[list[Any]] = aggregate.candles(rollups, store, exchange, symbol, field,
+                                                   interval_s, low, high,
+                                                   rollup_intervals)["candles"]
+        return found
     except QueryError as exc:
         width = interval_s * 1000
         buckets = (high - low) // width + 1
@@ -117,7 +120,7 @@ def _window(rollups: RollupStore, store: Store, exchange: str, symbol: str, fiel
                           rollup_intervals))
 
 
-def candle_rows(rollups: RollupStore, store: Store, exchange: str, symbol: str,
+def candle_rows(rollups: RollupStore, store: TickReader, exchange: str, symbol: str,
                 fields: Sequence[str], interval_s: int, start_ms: int, end_ms: int,
                 rollup_intervals: Sequence[int], progress: Progress | None = None
                 ) -> Iterator[tuple[int, str, list[Any]]]:
@@ -135,10 +138,10 @@ def candle_rows(rollups: RollupStore, store: Store, exchange: str, symbol: str,
             progress(high - first + 1, end_ms - first + 1)
 
 
-def export(store: Store, rollups: RollupStore, output: TextIO, exchange: str, symbol: str,
+def export(store: TickReader, rollups: RollupStore, output: IO[str], exchange: str, symbol: str,
            fields: Sequence[str], start_ms: int | None = None, end_ms: int | None = None,
            interval_s: int | None = None, rollup_intervals: Sequence[int] = (),
-           progress: Progress | None = None, trades: TradeStore | None = None) -> int:
+           progress: Progress | None = None, trades: TradeReader | None = None) -> int:
     """Write the CSV (the series' trades when ``trades`` is given); returns the number of
     data rows. ``rollup_intervals``: the configured roll-ups (``[watcher] rollups``) candles
     may be read from."""

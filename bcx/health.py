@@ -137,6 +137,7 @@ def judge(name: str, beat: dict[str, Any] | None, here: str,
     interval_ms, ttl_ms = _int(beat.get("interval_ms")), _int(beat.get("ttl_ms"))
     pid, time_ms = _int(beat.get("pid")), _int(beat.get("time"))
     age_s = beat.get("age_s")
+    facts: dict[str, Any]
     facts = {"age_s": age_s, "pid": pid, "host": beat.get("host"), "time_ms": time_ms,
              "interval_s": None if interval_ms is None else interval_ms / 1000,
              "ttl_s": None if ttl_ms is None else ttl_ms / 1000,

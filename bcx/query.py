@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from bcx.coldtier import tiered
 from bcx.keys import series_id
-from bcx.store import Store, TradeStore
+from bcx.store.readers import TickReader, TradeReader
 
 FIELDS = ("price", "bid", "ask")
 Item = TypeVar("Item", bound=Sequence[Any])
@@ -66,7 +66,7 @@ def latest_view(found: dict[str, Any], now_ms: int) -> dict[str, Any]:
     }
 
 
-def overview(store: Store, now_ms: int, stale_after_s: float) -> list[dict[str, Any]]:
+def overview(store: TickReader, now_ms: int, stale_after_s: float) -> list[dict[str, Any]]:
     """Every known series with its latest values, age and whether it is stale."""
     names = store.series()
     out = []
@@ -79,7 +79,7 @@ def overview(store: Store, now_ms: int, stale_after_s: float) -> list[dict[str, 
     return out
 
 
-def history(store: Store, exchange: str, symbol: str, field: str, start_ms: int | None,
+def history(store: TickReader, exchange: str, symbol: str, field: str, start_ms: int | None,
             end_ms: int | None, limit: int, newest_first: bool = False) -> dict[str, Any]:
     """At most ``limit`` points of the range: the oldest ones, listed oldest first, or with
     ``newest_first`` the newest ones, listed newest first. When the range holds more,
@@ -128,7 +128,7 @@ def _paging(newest_first: bool, truncated: bool, following: int | None) -> dict[
             "next_end": following if newest_first else None}
 
 
-def trades(store: TradeStore, exchange: str, symbol: str, start_ms: int | None,
+def trades(store: TradeReader, exchange: str, symbol: str, start_ms: int | None,
            end_ms: int | None, limit: int, newest_first: bool = False) -> dict[str, Any]:
     """At most ``limit`` trades of the range as ``[ms, price, size, side, id]``, capped, ordered
     and paged like :func:`history`."""

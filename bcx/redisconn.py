@@ -66,8 +66,9 @@ def sentinel_master(config: RedisConfig, client_name: str | None = None) -> redi
         addresses.append((host.strip("[]"), int(port)))
     manager = Sentinel(addresses, sentinel_kwargs=sentinel_options,
                        socket_timeout=config.socket_timeout)
-    return manager.master_for(config.sentinel_master,
-                              **_options(config.socket_timeout, client_name), **master_options)
+    master: redis.Redis = manager.master_for(
+        config.sentinel_master, **_options(config.socket_timeout, client_name), **master_options)
+    return master
 
 
 def _options(socket_timeout: float, client_name: str | None) -> dict[str, Any]:

@@ -112,7 +112,7 @@ def _symbols(adapter: type[FeedProtocol], body: Sequence[Frame]) -> frozenset[st
     """The symbols a recording carries ticks or trades of, read by the adapter itself (for
     strict checks)."""
     protocol = adapter([])
-    found = set()
+    found: set[str] = set()
     for frame in body:
         try:
             parsed = protocol.parse(frame.raw, int(frame.ts * 1000))

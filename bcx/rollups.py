@@ -178,9 +178,10 @@ def fold_candles(start: int, group: Sequence[Candle]) -> Candle:
                     sum(c.count for c in group))
     if group[0].volume is None:
         return merged
+    volume, quote, buy = (dec_text(_sum(getattr(c, name) for c in group))
+                          for name in ("volume", "quote", "buy"))
     return Candle(merged.start_ms, merged.open, merged.high, merged.low, merged.close,
-                  merged.count, *(dec_text(_sum(getattr(c, name) for c in group))
-                                  for name in ("volume", "quote", "buy")))
+                  merged.count, volume, quote, buy)
 
 
 def _sum(texts: Iterable[str | None]) -> Decimal:
@@ -202,7 +203,7 @@ def candles_from_candles(candles: Iterable[Candle], interval_s: int) -> list[Can
     return fold_buckets(candles, interval_s, _start, fold_candles)
 
 
-def _first(item: Any) -> int:
+def _first(item: Point | TradeFields) -> int:
     return item[0]
 
 

@@ -91,6 +91,7 @@ def run(cfg: Config, components: Sequence[str] = (), as_json: bool = False,
             found = health.verdict(stores, now_ms(), stale_after, components,
                                    since_ms=since_ms, tracker_instance=instance)
         else:
+            assert since_ms is not None  # set above when waiting
             found = wait_healthy(stores, components, stale_after, wait, since_ms, instance)
     except health.UnknownComponent as exc:
         click.echo(f"bcx: --component: {exc}", err=True)

@@ -4,7 +4,7 @@ query of ``bcx.query`` / ``bcx.aggregate`` / ``bcx.rulebook`` and shape the JSON
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Any, cast
 
 import redis
 from flask import Blueprint, Response, abort, current_app, jsonify, request
@@ -36,15 +36,15 @@ MAX_INTERVAL_S = 365 * 86400
 
 
 def _cfg() -> Config:
-    return current_app.config["BCX_CONFIG"]
+    return cast(Config, current_app.config["BCX_CONFIG"])
 
 
 def _keys() -> Keys:
-    return current_app.config["BCX_KEYS"]
+    return cast(Keys, current_app.config["BCX_KEYS"])
 
 
 def _connection() -> redis.Redis:
-    return current_app.extensions["redis"]
+    return cast(redis.Redis, current_app.extensions["redis"])
 
 
 def _store() -> Store:

@@ -12,7 +12,8 @@ from typing import Any
 
 import redis
 from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException, InternalServerError
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
 from bcx.store import errors as redis_errors
 
@@ -47,11 +48,11 @@ def error_response(status: int, message: str, **extra: Any) -> tuple[Response, i
 
 def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response | tuple[Response, int]:
+    def http_error(exc: HTTPException) -> ResponseReturnValue:
         if exc.response is not None:  # already a complete response (e.g. 401 with its header)
             return exc.response
         response, status = error_response(exc.code or 500, exc.description or exc.name)
-        if exc.code == 405 and getattr(exc, "valid_methods", None):
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response, status
 

@@ -24,8 +24,12 @@ from typing import Any
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bcx-metrics-")
     _master_pid = os.getpid()
-    atexit.register(lambda: os.getpid() == _master_pid and shutil.rmtree(
-        os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True))
+
+    def _remove_multiproc_dir() -> None:
+        if os.getpid() == _master_pid:
+            shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+    atexit.register(_remove_multiproc_dir)
 
 from prometheus_client import multiprocess  # noqa: E402 - after the directory is set
 

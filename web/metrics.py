@@ -140,9 +140,10 @@ class StoreCollector(Collector):
         exchanges = set(self.config.exchanges) | {ex for ex, _ in self.stores.ticks.series()}
         stats = self.stores.tracker_stats.read_each(exchanges, instances)
         labels = ["instance", "exchange"]
-        counters = {field: CounterMetricFamily(name, text, labels=labels)
+        families = dict[str, CounterMetricFamily | GaugeMetricFamily]
+        counters: families = {field: CounterMetricFamily(name, text, labels=labels)
                     for field, (name, text) in _TRACKER_COUNTERS.items()}
-        gauges = {field: GaugeMetricFamily(name, text, labels=labels)
+        gauges: families = {field: GaugeMetricFamily(name, text, labels=labels)
                   for field, (name, text) in _TRACKER_GAUGES.items()}
         by_reason = CounterMetricFamily("bcx_tracker_rejected_by_reason",
                                         "Values the input gate rejected, by reason.",

@@ -41,8 +41,8 @@ def convert(root: str | os.PathLike[str], report: Callable[[str], None] = lambda
             points: dict[str, list[tuple[int, str]]] = defaultdict(list)
             for ms, _, field, value in rows:
                 points[field].append((int(ms), value))
-            for field, found in points.items():
-                added += dataset.write(exchange, symbol, field, found)
+            for field, series in points.items():
+                added += dataset.write(exchange, symbol, field, series)
         else:
             report(f"skipped {path}: not where the CSV archive keeps its files")
             continue

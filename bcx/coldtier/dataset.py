@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, overload
 from urllib.parse import quote
 
 import pyarrow as pa
@@ -240,11 +241,12 @@ def _replaced(day_path: Path) -> list[str]:
     if not day_path.exists():
         return []
     meta = pq.read_schema(day_path).metadata or {}
-    return json.loads(meta.get(REPLACES, b"[]"))
+    replaced: list[str] = json.loads(meta.get(REPLACES, b"[]"))
+    return replaced
 
 
-def _filters(field: str | None, low: int | None, high: int | None) -> list | None:
-    filters: list = []
+def _filters(field: str | None, low: int | None, high: int | None) -> list[Any] | None:
+    filters: list[Any] = []
     if field is not None:
         filters.append(("field", "=", field))
     if low is not None:
@@ -272,12 +274,21 @@ def _files(directory: Path, field: str | None, low: int | None, high: int | None
     return files
 
 
+@overload
+def _read_dir(directory: Path, field: str, low: int | None, high: int | None) -> list[Point]: ...
+
+
+@overload
+def _read_dir(directory: Path, field: None, low: int | None, high: int | None
+              ) -> list[tuple[int, str, str]]: ...
+
+
 def _read_dir(directory: Path, field: str | None, low: int | None, high: int | None
               ) -> list[Point] | list[tuple[int, str, str]]:
     """Rows of one day directory: (ms, value) of ``field`` in ``[low, high]``, or with
     ``field`` None every row as (ms, value, field)."""
     files = _files(directory, field, low, high)
-    out: list = []
+    out: list[Any] = []
     for path in files:  # each sorted by (field,) time, value
         table = pq.read_table(path, filters=_filters(field, low, high))
         times = table.column("time").to_pylist()
@@ -303,7 +314,8 @@ def _publish(path: Path, table: pa.Table, metadata: dict[bytes, bytes] | None = 
     try:
         with open(temporary, "wb") as handle:
             pq.write_table(table, handle, compression="zstd", compression_level=9,
-                           use_dictionary=["field", "value"],
+                           # pyarrow takes the columns' names too; its stubs say bool only.
+                           use_dictionary=["field", "value"],  # type: ignore[arg-type]
                            column_encoding={"time": "DELTA_BINARY_PACKED"})
             handle.flush()
             os.fsync(handle.fileno())

@@ -96,7 +96,7 @@ class ColdTier:
 
     def count(self, redis_count: Callable[[int | None, int | None], int], exchange: str,
               symbol: str, field: str, start_ms: int | None, end_ms: int | None,
-              points: Callable[[], list]) -> int:
+              points: Callable[[], list[Any]]) -> int:
         """Points of ``[start_ms, end_ms]`` in either tier, each once, without reading them
         where the archive ends before Redis begins (``points()`` reads them otherwise)."""
         if not self.covers(exchange, symbol, start_ms, end_ms):

@@ -190,6 +190,7 @@ def _subscription_problem(msg: dict[str, Any], known: frozenset[str] | None) -> 
     channels = msg.get("channels")
     if not isinstance(top, list) or not isinstance(channels, list) or not channels:
         return "You must specify at least one channel"
+    name: str | None
     for channel in channels:
         if isinstance(channel, str):
             name, products = channel, top

@@ -78,10 +78,10 @@ def text(value: Any, what: str) -> str:
     """A decimal as text, whether the venue sent a string or a number."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise MalformedFrame(f"{what}: expected a number, got {value!r}")
-    value = str(value)
-    if not DECIMAL.fullmatch(value):
-        raise MalformedFrame(f"{what}: not a number: {value!r}")
-    return value
+    found = str(value)
+    if not DECIMAL.fullmatch(found):
+        raise MalformedFrame(f"{what}: not a number: {found!r}")
+    return found
 
 
 def integer(value: Any, what: str) -> int:

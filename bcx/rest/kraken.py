@@ -51,7 +51,7 @@ def _result(body: Any) -> tuple[list[Any], Any]:
     result = body.get("result")
     if not isinstance(result, dict):
         raise MalformedFrame("no result")
-    rows = next((value for key, value in result.items() if key != "last"), [])
+    rows: Any = next((value for key, value in result.items() if key != "last"), [])
     if not isinstance(rows, list):
         raise MalformedFrame("result rows are not a list")
     return rows, result.get("last")
@@ -60,7 +60,8 @@ def _result(body: Any) -> tuple[list[Any], Any]:
 def read_trades(hole: Hole, body: Any, headers: Mapping[str, str]
                 ) -> tuple[list[Trade], str | None]:
     rows, last = _result(body)
-    trades, same_time = [], {}
+    trades: list[Trade] = []
+    same_time: dict[str, int] = {}
     for row in rows:
         if not isinstance(row, list) or len(row) < 4 or row[3] not in _SIDES:
             raise MalformedFrame(f"trade {row!r}")

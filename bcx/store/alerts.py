@@ -64,7 +64,7 @@ class AlertLog:
         """The ``limit`` most recently handled events, newest first. With filters, the
         ``scan`` newest entries (the list's cap) are read and those matching every filter
         kept: ``rule`` matches the rule's id or name, ``since`` the event time (ms)."""
-        if series is rule is state is since is None:
+        if series is None and rule is None and state is None and since is None:
             return self._read(self.keys.alerts, limit)
         found = []
         for item in self._read(self.keys.alerts, max(scan, limit)):

@@ -11,7 +11,7 @@ transaction stays in one Redis Cluster slot.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -43,7 +43,8 @@ class EventStream:
     def recent_reports(self, count: int) -> list[str]:
         """The ``event`` field of the last ``count`` entries, oldest first (the rules thread
         reads them at start to learn which feeds the tracker last reported down)."""
-        entries = self.connection.xrevrange(self.stream, count=count)
+        entries = cast("list[tuple[str, dict[str, str] | None]]",
+                       self.connection.xrevrange(self.stream, count=count))
         return [(fields or {}).get("event", "") for _, fields in reversed(entries)]
 
     # ------------------------------------------------------------------ consumer group

@@ -3,7 +3,7 @@ name that ever beat (so health lists the components without SCAN)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -30,7 +30,8 @@ class Heartbeats(Structure):
         if not fields.get(DEGRADED):
             fields = {name: value for name, value in fields.items() if name != DEGRADED_SINCE}
             pipe.hdel(key, DEGRADED_SINCE)
-        pipe.hset(key, mapping=fields)
+        # redis-py types hset's mapping invariant in its key: it refuses a dict[str, ...].
+        pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
         pipe.pexpire(key, ttl_ms)
         pipe.execute()
         if component not in self._registered:
@@ -43,7 +44,7 @@ class Heartbeats(Structure):
 
     def names(self) -> list[str]:
         """Every component that ever beat, sorted."""
-        return sorted(self.connection.smembers(self.keys.components))
+        return sorted(cast("set[str]", self.connection.smembers(self.keys.components)))
 
     def read_all(self) -> dict[str, dict[str, Any] | None]:
         """Every component that ever beat, mapped to its heartbeat fields (None when expired

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -41,7 +41,8 @@ class SeriesRegistry(Structure):
 
     def all(self) -> list[tuple[str, str]]:
         """Every known (exchange, symbol), sorted."""
-        return sorted(split_series_id(item) for item in self.connection.smembers(self.keys.series))
+        found = cast("set[str]", self.connection.smembers(self.keys.series))
+        return sorted(split_series_id(item) for item in found)
 
     def contains(self, exchange: str, symbol: str) -> bool:
         return bool(self.connection.sismember(self.keys.series, series_id(exchange, symbol)))

@@ -10,6 +10,7 @@ hash tag, so a page replace and its watermark move are one transaction in one sl
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import redis
 
@@ -40,20 +41,21 @@ class RollupStore:
             high: float | str = "+inf"
         else:
             high = before(end_ms) if end_exclusive else score(end_ms)
-        paging = {"start": 0, "num": limit} if limit is not None else {}
+        start, num = (0, limit) if limit is not None else (None, None)
         found = self.connection.zrangebyscore(
-            self.keys.rollup(exchange, symbol, field, interval_s), low, high, **paging)
-        return [Candle.from_member(item) for item in found]
+            self.keys.rollup(exchange, symbol, field, interval_s), low, high, start, num)
+        return [Candle.from_member(item) for item in cast("list[str]", found)]
 
     def oldest_ms(self, exchange: str, symbol: str, field: str, interval_s: int) -> int | None:
         """Start of the oldest bucket kept (from its score), or None for an empty roll-up."""
-        first = self.connection.zrange(self.keys.rollup(exchange, symbol, field, interval_s),
-                                       0, 0, withscores=True)
+        first = cast("list[tuple[str, float]]", self.connection.zrange(
+            self.keys.rollup(exchange, symbol, field, interval_s), 0, 0, withscores=True))
         return round(first[0][1] * 1000) if first else None
 
     def watermarks(self, exchange: str, symbol: str) -> dict[str, str]:
         """The series' whole watermark hash (progress and trim cutoffs, as stored)."""
-        return self.connection.hgetall(self.keys.watermark(exchange, symbol))
+        found = self.connection.hgetall(self.keys.watermark(exchange, symbol))
+        return cast("dict[str, str]", found)
 
     def watermark(self, exchange: str, symbol: str, field: str, interval_s: int) -> int | None:
         """Epoch ms up to which (exclusive) the roll-up is complete, or None if never built."""
@@ -64,7 +66,8 @@ class RollupStore:
     def watermark_fields(self, exchange: str, symbol: str, names: Sequence[str]
                          ) -> list[str | None]:
         """Several fields of the watermark hash in one round trip, in the order asked."""
-        return self.connection.hmget(self.keys.watermark(exchange, symbol), list(names))
+        found = self.connection.hmget(self.keys.watermark(exchange, symbol), list(names))
+        return cast("list[str | None]", found)
 
     # ------------------------------------------------------------------ writes
     def replace_page(self, exchange: str, symbol: str, field: str, interval_s: int,
@@ -98,7 +101,9 @@ class RollupStore:
         if candles:
             pipe.zadd(target, {c.member(): score(c.start_ms) for c in candles})
         if marks:
-            pipe.hset(self.keys.watermark(exchange, symbol), mapping=dict(marks))
+            # redis-py types hset's mapping invariant in its key: it refuses a dict[str, ...].
+            pipe.hset(self.keys.watermark(exchange, symbol),
+                      mapping=dict(marks))  # type: ignore[arg-type]
         pipe.execute()
 
     def trim(self, exchange: str, symbol: str, field: str, interval_s: int, cutoff_ms: int,
@@ -111,5 +116,6 @@ class RollupStore:
                        pipeline: redis.client.Pipeline | None = None) -> None:
         """Store trim cutoffs (``trimmed:…`` field -> epoch ms) in the watermark hash."""
         if cutoffs:
+            # redis-py types hset's mapping invariant in its key: it refuses a dict[str, ...].
             self._target(pipeline).hset(self.keys.watermark(exchange, symbol),
-                                        mapping=dict(cutoffs))
+                                        mapping=dict(cutoffs))  # type: ignore[arg-type]

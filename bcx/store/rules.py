@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from typing import cast
 
 import redis
 
@@ -33,10 +34,10 @@ class RuleStore:
     # ------------------------------------------------------------------ rules
     def documents(self) -> dict[str, str]:
         """Every stored rule: id -> its JSON text."""
-        return self.connection.hgetall(self.keys.rules)
+        return cast("dict[str, str]", self.connection.hgetall(self.keys.rules))
 
     def document(self, rule_id: str) -> str | None:
-        return self.connection.hget(self.keys.rules, rule_id)
+        return cast("str | None", self.connection.hget(self.keys.rules, rule_id))
 
     def count(self) -> int:
         return self.connection.hlen(self.keys.rules)
@@ -50,7 +51,7 @@ class RuleStore:
         both take the last free place nor both take one name."""
 
         def add(pipe: redis.client.Pipeline) -> None:
-            documents = pipe.hgetall(self.keys.rules)
+            documents = cast("dict[str, str]", pipe.hgetall(self.keys.rules))
             if check is not None:
                 check(documents)
             pipe.multi()
@@ -65,7 +66,7 @@ class RuleStore:
         is no such rule; watchers are told otherwise."""
 
         def rewrite(pipe: redis.client.Pipeline) -> bool:
-            documents = pipe.hgetall(self.keys.rules)
+            documents = cast("dict[str, str]", pipe.hgetall(self.keys.rules))
             if rule_id not in documents:
                 return False
             text = change(documents[rule_id], documents)
@@ -73,7 +74,10 @@ class RuleStore:
             pipe.hset(self.keys.rules, rule_id, text)
             return True
 
-        found = self.connection.transaction(rewrite, self.keys.rules, value_from_callable=True)
+        # redis-py types the callable as returning None, though value_from_callable returns
+        # what it returns.
+        found = self.connection.transaction(rewrite, self.keys.rules,  # type: ignore[arg-type]
+                                            value_from_callable=True)
         if found:
             self._notify(rule_id)
         return bool(found)
@@ -107,12 +111,14 @@ class RuleStore:
     # ------------------------------------------------------------------ states
     def states(self) -> dict[str, str]:
         """Every saved rule state: id -> its JSON text."""
-        return self.connection.hgetall(self.keys.rules_state)
+        return cast("dict[str, str]", self.connection.hgetall(self.keys.rules_state))
 
     def save_states(self, states: Mapping[str, str],
                     pipeline: redis.client.Pipeline | None = None) -> None:
         if states:
-            self._target(pipeline).hset(self.keys.rules_state, mapping=dict(states))
+            # redis-py types hset's mapping invariant in its key: it refuses a dict[str, ...].
+            self._target(pipeline).hset(self.keys.rules_state,
+                                        mapping=dict(states))  # type: ignore[arg-type]
 
     def drop_states(self, rule_ids: Iterable[str],
                     pipeline: redis.client.Pipeline | None = None) -> None:
@@ -121,12 +127,12 @@ class RuleStore:
             self._target(pipeline).hdel(self.keys.rules_state, *ids)
 
     def state(self, rule_id: str) -> str | None:
-        return self.connection.hget(self.keys.rules_state, rule_id)
+        return cast("str | None", self.connection.hget(self.keys.rules_state, rule_id))
 
     # ------------------------------------------------------------------ silences
     def silences(self) -> dict[str, str]:
         """Every silence: rule id -> its JSON text (lapsed ones too, until lifted)."""
-        return self.connection.hgetall(self.keys.rules_silences)
+        return cast("dict[str, str]", self.connection.hgetall(self.keys.rules_silences))
 
     def silence(self, rule_id: str, text: str) -> None:
         self.connection.hset(self.keys.rules_silences, rule_id, text)
@@ -141,7 +147,7 @@ class RuleStore:
     # ------------------------------------------------------------------ acknowledgements
     def acks(self) -> dict[str, str]:
         """Every acknowledgement: "<rule id> <instance>" -> its JSON text."""
-        return self.connection.hgetall(self.keys.rules_acks)
+        return cast("dict[str, str]", self.connection.hgetall(self.keys.rules_acks))
 
     def acknowledge(self, rule_id: str, instance: str, text: str) -> None:
         self.connection.hset(self.keys.rules_acks, f"{rule_id} {instance}", text)
@@ -153,7 +159,8 @@ class RuleStore:
 
     def drop_acks(self, rule_id: str) -> None:
         """Every acknowledgement of one rule (its rule was deleted)."""
-        fields = [name for name in self.connection.hkeys(self.keys.rules_acks)
+        names = cast("list[str]", self.connection.hkeys(self.keys.rules_acks))
+        fields = [name for name in names
                   if name.partition(" ")[0] == rule_id]
         if fields:
             self.connection.hdel(self.keys.rules_acks, *fields)

@@ -12,7 +12,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -98,7 +98,8 @@ class TickStore(Structure):
             pipe.zadd(key, mapping)
         count += self.trades.write(trades, pipeline=pipe)
         for (exchange, symbol), mapping in latest.items():
-            pipe.hset(self.keys.latest(exchange, symbol), mapping=mapping)
+            # redis-py types hset's mapping invariant in its key: it refuses a dict[str, ...].
+            pipe.hset(self.keys.latest(exchange, symbol), mapping=mapping)  # type: ignore[arg-type]
         new = self.registry.add((series_id(e, s) for e, s in latest), pipeline=pipe)
         pipe.execute()
         self._newest = newest
@@ -124,12 +125,12 @@ class TickStore(Structure):
         key = self.keys.raw(exchange, symbol, field)
         low = "-inf" if start_ms is None else score(start_ms)
         high = "+inf" if end_ms is None else score(end_ms)
-        paging = {"start": 0, "num": limit} if limit is not None else {}
+        start, num = (0, limit) if limit is not None else (None, None)
         if newest_first:
-            found = self.connection.zrevrangebyscore(key, high, low, **paging)
+            found = self.connection.zrevrangebyscore(key, high, low, start, num)
         else:
-            found = self.connection.zrangebyscore(key, low, high, **paging)
-        return [parse_member(item) for item in found]
+            found = self.connection.zrangebyscore(key, low, high, start, num)
+        return [parse_member(item) for item in cast("list[str]", found)]
 
     def count(self, exchange: str, symbol: str, field: str, start_ms: int | None = None,
               end_ms: int | None = None) -> int:
@@ -140,7 +141,8 @@ class TickStore(Structure):
     def latest(self, exchange: str, symbol: str) -> dict[str, Any] | None:
         """``{time, price, bid, ask, bid_size, ask_size, last_size, last_side, price_ms, …}``
         with times as int ms, or None if unknown."""
-        return _decode_latest(self.connection.hgetall(self.keys.latest(exchange, symbol)))
+        found = self.connection.hgetall(self.keys.latest(exchange, symbol))
+        return _decode_latest(cast("dict[str, str]", found))
 
     def latest_many(self, series: Iterable[tuple[str, str]]) -> list[dict[str, Any] | None]:
         pipe = self.connection.pipeline(transaction=False)
@@ -167,15 +169,15 @@ class TickStore(Structure):
         """Points with ``start_ms <= time < end_ms`` (``end_ms`` None: to the newest), oldest
         first, at most ``limit``: the history manager's pages of its raw source."""
         high = "+inf" if end_ms is None else before(end_ms)
-        paging = {"start": 0, "num": limit} if limit is not None else {}
+        start, num = (0, limit) if limit is not None else (None, None)
         found = self.connection.zrangebyscore(self.keys.raw(exchange, symbol, field),
-                                              score(start_ms), high, **paging)
-        return [parse_member(item) for item in found]
+                                              score(start_ms), high, start, num)
+        return [parse_member(item) for item in cast("list[str]", found)]
 
     def oldest_ms(self, exchange: str, symbol: str, field: str) -> int | None:
         """Time of the oldest point kept (from its score), or None for an empty field."""
-        first = self.connection.zrange(self.keys.raw(exchange, symbol, field), 0, 0,
-                                       withscores=True)
+        first = cast("list[tuple[str, float]]", self.connection.zrange(
+            self.keys.raw(exchange, symbol, field), 0, 0, withscores=True))
         return round(first[0][1] * 1000) if first else None
 
     def count_and_oldest(self, exchange: str, symbol: str, field: str, start_ms: int,
@@ -205,8 +207,8 @@ class TickStore(Structure):
                        limit: int) -> list[str]:
         """The stored members (verbatim, valid or not) older than ``cutoff_ms``, oldest first,
         at most ``limit``: what the archive copies before they are removed."""
-        return self.connection.zrangebyscore(self.keys.raw(exchange, symbol, field), "-inf",
-                                             before(cutoff_ms), start=0, num=limit)
+        return cast("list[str]", self.connection.zrangebyscore(
+            self.keys.raw(exchange, symbol, field), "-inf", before(cutoff_ms), start=0, num=limit))
 
     def remove_members(self, exchange: str, symbol: str, field: str, members: Sequence[str],
                        pipeline: redis.client.Pipeline | None = None) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -51,7 +51,9 @@ class TrackerStats(Structure):
         errors of single commands come back in the result."""
         pipe = self.connection.pipeline(transaction=False)
         for exchange, fields in stats.items():
-            pipe.hset(self.keys.tracker_stats(exchange, self.instance), mapping=saturated(fields))
+            # redis-py types hset's mapping invariant in its key: it refuses a dict[str, ...].
+            pipe.hset(self.keys.tracker_stats(exchange, self.instance),
+                      mapping=saturated(fields))  # type: ignore[arg-type]
         order = [(exchange, dict(deltas)) for exchange, deltas in gaps.items()]
         for exchange, deltas in order:
             for symbol, missed in deltas.items():
@@ -113,8 +115,8 @@ class TrackerStats(Structure):
 
     def gaps(self, exchange: str) -> dict[str, int]:
         """symbol -> sequence gaps seen on ``exchange``."""
-        return {symbol: int(count)
-                for symbol, count in self.connection.hgetall(self.keys.gaps(exchange)).items()}
+        found = cast("dict[str, str]", self.connection.hgetall(self.keys.gaps(exchange)))
+        return {symbol: int(count) for symbol, count in found.items()}
 
 
 def _int(text: Any) -> int | None:

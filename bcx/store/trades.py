@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from bcx.keys import series_id
 from bcx.store.base import Structure
@@ -45,12 +45,12 @@ class TradeStore(Structure):
         key = self.keys.trades(exchange, symbol)
         low = "-inf" if start_ms is None else score(start_ms)
         high = "+inf" if end_ms is None else score(end_ms)
-        paging = {"start": 0, "num": limit} if limit is not None else {}
+        start, num = (0, limit) if limit is not None else (None, None)
         if newest_first:
-            found = self.connection.zrevrangebyscore(key, high, low, **paging)
+            found = self.connection.zrevrangebyscore(key, high, low, start, num)
         else:
-            found = self.connection.zrangebyscore(key, low, high, **paging)
-        return [parse_trade_member(item) for item in found]
+            found = self.connection.zrangebyscore(key, low, high, start, num)
+        return [parse_trade_member(item) for item in cast("list[str]", found)]
 
     def page(self, exchange: str, symbol: str, start_ms: int, end_ms: int | None = None,
              limit: int | None = None) -> list[TradeFields]:
@@ -58,11 +58,11 @@ class TradeStore(Structure):
         first, at most ``limit``: the history manager's pages of the trades roll-up's source.
         A member that does not read as a trade is skipped (the archive keeps it verbatim)."""
         high = "+inf" if end_ms is None else before(end_ms)
-        paging = {"start": 0, "num": limit} if limit is not None else {}
+        start, num = (0, limit) if limit is not None else (None, None)
         found = self.connection.zrangebyscore(self.keys.trades(exchange, symbol),
-                                              score(start_ms), high, **paging)
+                                              score(start_ms), high, start, num)
         out = []
-        for item in found:
+        for item in cast("list[str]", found):
             try:
                 out.append(parse_trade_member(item))
             except ValueError:
@@ -71,8 +71,8 @@ class TradeStore(Structure):
 
     def oldest_ms(self, exchange: str, symbol: str) -> int | None:
         """Time of the oldest trade kept (from its score), or None when there is none."""
-        first = self.connection.zrange(self.keys.trades(exchange, symbol), 0, 0,
-                                       withscores=True)
+        first = cast("list[tuple[str, float]]", self.connection.zrange(
+            self.keys.trades(exchange, symbol), 0, 0, withscores=True))
         return round(first[0][1] * 1000) if first else None
 
     def count(self, exchange: str, symbol: str, start_ms: int | None = None,

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import websocket
 from websocket import ABNF, frame_buffer
@@ -87,12 +88,12 @@ class BufferedWebSocket(websocket.WebSocket):
     """
 
     def __init__(self, max_frame_bytes: int, skip_utf8_validation: bool = True,
-                 **options: object) -> None:
+                 **options: Any) -> None:
         self._ahead = b""
         self._at = 0
         super().__init__(skip_utf8_validation=skip_utf8_validation, **options)
-        self.frame_buffer = _CappedFrames(self._recv, skip_utf8_validation, max_frame_bytes,
-                                          self._joined)
+        self.frame_buffer: _CappedFrames = _CappedFrames(
+            self._recv, skip_utf8_validation, max_frame_bytes, self._joined)
 
     def _joined(self) -> int:
         data = self.cont_frame.cont_data
@@ -126,7 +127,8 @@ class BufferedWebSocket(websocket.WebSocket):
 
     def _recv(self, bufsize: int) -> bytes:
         if self._at >= len(self._ahead):
-            data = super()._recv(READ_AHEAD)
+            # websocket-client leaves _recv and connect unannotated.
+            data: bytes = super()._recv(READ_AHEAD)  # type: ignore[no-untyped-call]
             if len(data) <= bufsize:
                 return data
             self._ahead, self._at = data, 0
@@ -234,7 +236,7 @@ class Feed:
         self.refusals_this_connection = 0
         ws = BufferedWebSocket(self.config.max_frame_bytes, enable_multithread=False)
         try:
-            ws.connect(url, timeout=max(1.0, protocol.subscribe_deadline))
+            ws.connect(url, timeout=max(1.0, protocol.subscribe_deadline))  # type: ignore[no-untyped-call]
             for frame in protocol.subscribe_frames():
                 ws.send(frame)
         except (websocket.WebSocketException, OSError, ValueError) as exc:
@@ -261,6 +263,7 @@ class Feed:
         stop = self.stop_event
         opened = last_data = last_ping = time.monotonic()
         # One fixed timeout: setting it per frame would cost a system call per frame.
+        assert ws.sock is not None  # connected by _session
         ws.sock.settimeout(min(POLL, silence, ping_every or POLL))
         while not stop.is_set():
             try:
@@ -284,7 +287,7 @@ class Feed:
                     # heartbeats): alive all the same.
                     self._working()
             elif opcode == ABNF.OPCODE_CLOSE:
-                self._note_error(f"closed by the server ({_close_reason(data)})")
+                self._note_error(f"closed by the server ({_close_reason(data or b'')})")
                 return
             elif now - last_data >= silence:
                 # Only data frames count: a server that answers or sends pings but no data is
@@ -332,7 +335,7 @@ class Feed:
             for tick in ticks:
                 tick.received_ns = received_ns
             stats.ticks += len(ticks)
-            items: list[Tick | Trade] = ticks
+            items: Sequence[Tick | Trade] = ticks
             if trades:
                 for trade in trades:
                     trade.received_ns = received_ns

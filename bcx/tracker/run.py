@@ -39,7 +39,7 @@ def tracker_client(config: Config) -> redis.Redis:
     """The process's Redis client. The writer retries with its own back-off while holding
     ticks in its buffer, so the client itself must fail fast instead of retrying inside a
     call (which would stall the writer for seconds per command)."""
-    connection = from_config(config.redis, client_name="bcx-tracker")
+    connection: redis.Redis = from_config(config.redis, client_name="bcx-tracker")
     connection.set_retry(Retry(NoBackoff(), 0))
     return connection
 

@@ -17,7 +17,7 @@ from typing import Any
 from bcx.exchanges.gate import REASONS
 from bcx.keys import series_id
 from bcx.store.trackerstats import COUNTER_MAX, saturated
-from bcx.ticks import Tick
+from bcx.ticks import Tick, Trade
 from bcx.timeutil import iso_ms, now_ms
 
 __all__ = ["COUNTER_MAX", "DropLog", "FeedStats", "Latency", "saturated"]
@@ -106,7 +106,7 @@ class Latency:
     def __init__(self) -> None:
         self.buckets: Counter[int] = Counter()
 
-    def add_batch(self, ticks: Iterable[Tick], acked_ns: int) -> None:
+    def add_batch(self, ticks: Iterable[Tick | Trade], acked_ns: int) -> None:
         size = self.BUCKET_NS
         self.buckets.update((acked_ns - tick.received_ns) // size for tick in ticks
                             if tick.received_ns)
@@ -146,7 +146,7 @@ class DropLog:
         self.series: dict[str, _Dropped] = {}
         self.total = 0
 
-    def add(self, tick: Tick) -> None:
+    def add(self, tick: Tick | Trade) -> None:
         key = series_id(tick.exchange, tick.symbol)
         entry = self.series.get(key)
         if entry is None:

@@ -84,7 +84,7 @@ class Writer:
         self.stream_maxlen = stream_maxlen
         self.heartbeat = Heartbeat.on(stores.heartbeats, tracker_component(config.instance),
                                       config.heartbeat_ttl, interval=config.stats_interval)
-        self.inbox: queue.SimpleQueue[list[Tick | Trade] | None] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[Sequence[Tick | Trade] | None] = queue.SimpleQueue()
         self.inbox_limit = max(2 * config.batch_size, INBOX_MIN)
         self.room = threading.Event()
         self.pending: deque[Tick | Trade] = deque()
@@ -111,7 +111,7 @@ class Writer:
         self.thread = threading.Thread(target=self._run, name="tracker-writer", daemon=True)
 
     # ------------------------------------------------------------------ feed side
-    def submit(self, ticks: list[Tick | Trade]) -> None:
+    def submit(self, ticks: Sequence[Tick | Trade]) -> None:
         """Hand over one frame's ticks and trades. When the writer falls behind a feed faster than
         Redis (a replay at full speed), the feed waits here, so the backlog and with it the
         latency stay bounded and TCP slows the sender."""
@@ -210,7 +210,10 @@ class Writer:
             ticks: list[Tick] = []
             trades: list[Trade] = []
             for item in batch:
-                (trades if item.__class__ is Trade else ticks).append(item)
+                if isinstance(item, Trade):
+                    trades.append(item)
+                else:
+                    ticks.append(item)
             try:
                 values = self.stores.ticks.write(ticks, trades)
             except (redis.RedisError, OSError) as exc:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import redis
 
@@ -191,7 +192,7 @@ class HistoryManager:
         return written
 
     def _pages(self, exchange: str, symbol: str, field: str, source: int | None,
-               start_ms: int, step: int) -> Iterator[tuple[int, int | None, list]]:
+               start_ms: int, step: int) -> Iterator[tuple[int, int | None, list[Any]]]:
         """(first bucket ms, last bucket ms or None for the final page, source items) pages
         of the source from ``start_ms``, each ending on a bucket boundary."""
         while True:
@@ -210,7 +211,7 @@ class HistoryManager:
             start_ms = last_bucket
 
     def _read(self, exchange: str, symbol: str, field: str, source: int | None,
-              start_ms: int, end_ms: int | None, limit: int | None) -> list:
+              start_ms: int, end_ms: int | None, limit: int | None) -> list[Any]:
         """Source items (raw points or trades, or candles of roll-up ``source``) from
         ``start_ms`` up to ``end_ms`` exclusive."""
         if source is None and field == TRADES:
@@ -280,7 +281,7 @@ def trimmed_field(field: str, interval: int | None) -> str:
     return f"trimmed:{field}" if interval is None else f"trimmed:{field}:{interval}"
 
 
-def candles_by_interval(items: list, field: str, source: int | None, interval: int
+def candles_by_interval(items: list[Any], field: str, source: int | None, interval: int
                         ) -> list[Candle]:
     """The one per-bucket fold that differs by source: raw points (OHLC), trades (OHLCV),
     finer candles (merged)."""

@@ -135,8 +135,8 @@ class RuleEngine:
         """Silences and acknowledgements, as the API last wrote them."""
         self.silenced_until = {rule_id: int(silence["until"])
                                for rule_id, silence in silences(self.rule_store).items()}
-        self.acked = {tuple(name.split(" ", 1)) for name in self.rule_store.acks()
-                      if " " in name}  # type: ignore[misc]
+        pairs = (name.split(" ", 1) for name in self.rule_store.acks() if " " in name)
+        self.acked = {(pair[0], pair[1]) for pair in pairs}
 
     def changed(self, rule_id: str) -> None:
         """A change notice names one stored rule (added or deleted): read only that one, so
@@ -291,8 +291,8 @@ class RuleEngine:
         reads = sorted(set(wanted.values()))
         values = self.ticks.last_at_or_before([(*split_series_id(series), field, reference_ms)
                                                for series, field, reference_ms in reads])
-        found = dict(zip(reads, values, strict=True))
-        return latest, {rule_id: found[read] for rule_id, read in wanted.items()}
+        by_read = dict(zip(reads, values, strict=True))
+        return latest, {rule_id: by_read[read] for rule_id, read in wanted.items()}
 
     def _observations(self, rule: Rule, latest: dict[str, dict[str, Any]],
                       references: dict[str, str | None],

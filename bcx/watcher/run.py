@@ -119,7 +119,7 @@ class Watcher:
                            for name in (HISTORY, RULES)}
         self._next_history_beat = 0.0
         self.series_failures: dict[str, int] = {}  # history job -> series failed in its last pass
-        self.pass_info: dict[str, float] = {}  # <job>_pass_s, <job>_at_ms of the last passes
+        self.pass_info: dict[str, float | str] = {}  # <job>_pass_s, <job>_at_ms of the last passes
         self.history = HistoryManager(Store(connection, self.keys),
                                       RollupStore(connection, self.keys), settings, archive,
                                       progress=self.history_progress)

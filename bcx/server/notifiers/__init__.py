@@ -15,6 +15,7 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Callable
+from typing import Any
 
 from bcx import config as configmod
 from bcx.secrets import Redactor
@@ -43,7 +44,7 @@ def build(server: configmod.ServerConfig, source: str = "bcx.conf",
     problems = configmod.server_problems(server, source)
     if problems:
         raise configmod.ConfigError(problems)
-    retrying = {"timeout": server.timeout, "retries": server.retries,
+    retrying: dict[str, Any] = {"timeout": server.timeout, "retries": server.retries,
                 "backoff": server.backoff, "sleep": sleep, "redact": redact}
     built: list[Notifier] = []
     for name in server.notifiers:
