@@ -153,6 +153,18 @@ def schemas(cfg: Config) -> dict[str, Any]:
                             "description": "the taker's side of the newest trade"}}
     summary = {"count": {"type": "integer"}, "min": NUMBER_OR_NULL, "max": NUMBER_OR_NULL,
                "mean": NUMBER_OR_NULL, "last": NUMBER_OR_NULL}
+    # What /history and /trades answer beside their rows: one pager, one description.
+    paging = {
+        "count": {"type": "integer", "maximum": cfg.web.history_cap},
+        "order": {"type": "string", "enum": ["asc", "desc"]},
+        "truncated": {"type": "boolean"},
+        "next_start": {**MS_OR_NULL, "description": "order=asc and truncated: pass as start "
+                       "to page forward"},
+        "next_end": {**MS_OR_NULL, "description": "order=desc and truncated: pass as end to "
+                     "page back"},
+        "source": {"type": "string", "enum": ["redis", "archive", "archive+redis"],
+                   "description": "where the rows came from: Redis (the hot range), the "
+                   "archive's dataset (older than raw_retention), or both"}}
     return {
         "Error": _object({"error": _object({"status": {"type": "integer"},
                                             "message": {"type": "string"},
@@ -179,32 +191,14 @@ def schemas(cfg: Config) -> dict[str, Any]:
         "History": _object({
             "series": {"type": "string"}, "field": {"type": "string", "enum": list(FIELDS)},
             "start": MS_OR_NULL, "end": MS_OR_NULL,
-            "count": {"type": "integer", "maximum": cfg.web.history_cap},
-            "order": {"type": "string", "enum": ["asc", "desc"]},
-            "truncated": {"type": "boolean"},
-            "next_start": {**MS_OR_NULL, "description": "order=asc and truncated: pass as "
-                           "start to page forward"},
-            "next_end": {**MS_OR_NULL, "description": "order=desc and truncated: pass as end "
-                         "to page back"},
-            "source": {"type": "string", "enum": ["redis", "archive", "archive+redis"],
-                       "description": "where the points came from: Redis (the hot range), "
-                       "the archive's dataset (older than raw_retention), or both"},
+            **paging,
             "points": {"type": "array", "maxItems": cfg.web.history_cap, "items": {
                 "type": "array", "minItems": 2, "maxItems": 2,
                 "items": {"type": "number"}, "description": "[ms, value]"}}},
             ["series", "field", "count", "truncated", "points"]),
         "Trades": _object({
             "series": {"type": "string"}, "start": MS_OR_NULL, "end": MS_OR_NULL,
-            "count": {"type": "integer", "maximum": cfg.web.history_cap},
-            "order": {"type": "string", "enum": ["asc", "desc"]},
-            "truncated": {"type": "boolean"},
-            "next_start": {**MS_OR_NULL, "description": "order=asc and truncated: pass as "
-                           "start to page forward"},
-            "next_end": {**MS_OR_NULL, "description": "order=desc and truncated: pass as end "
-                         "to page back"},
-            "source": {"type": "string", "enum": ["redis", "archive", "archive+redis"],
-                       "description": "where the points came from: Redis (the hot range), "
-                       "the archive's dataset (older than raw_retention), or both"},
+            **paging,
             "trades": {"type": "array", "maxItems": cfg.web.history_cap, "items": {
                 "type": "array", "minItems": 5, "maxItems": 5,
                 "items": {"oneOf": [{"type": "number"}, {"type": "string"}]},

@@ -122,15 +122,8 @@ class TickStore(Structure):
               newest_first: bool = False) -> list[Point]:
         """Points of one field with ``start_ms <= time <= end_ms``, oldest first unless
         ``newest_first``; at most ``limit`` of them."""
-        key = self.keys.raw(exchange, symbol, field)
-        low = "-inf" if start_ms is None else score(start_ms)
-        high = "+inf" if end_ms is None else score(end_ms)
-        start, num = (0, limit) if limit is not None else (None, None)
-        if newest_first:
-            found = self.connection.zrevrangebyscore(key, high, low, start, num)
-        else:
-            found = self.connection.zrangebyscore(key, low, high, start, num)
-        return [parse_member(item) for item in cast("list[str]", found)]
+        return [parse_member(item) for item in self._by_time(
+            self.keys.raw(exchange, symbol, field), start_ms, end_ms, limit, newest_first)]
 
     def count(self, exchange: str, symbol: str, field: str, start_ms: int | None = None,
               end_ms: int | None = None) -> int:

@@ -42,15 +42,8 @@ class TradeStore(Structure):
               end_ms: int | None = None, limit: int | None = None,
               newest_first: bool = False) -> list[TradeFields]:
         """Trades with ``start_ms <= time <= end_ms``, oldest first unless ``newest_first``."""
-        key = self.keys.trades(exchange, symbol)
-        low = "-inf" if start_ms is None else score(start_ms)
-        high = "+inf" if end_ms is None else score(end_ms)
-        start, num = (0, limit) if limit is not None else (None, None)
-        if newest_first:
-            found = self.connection.zrevrangebyscore(key, high, low, start, num)
-        else:
-            found = self.connection.zrangebyscore(key, low, high, start, num)
-        return [parse_trade_member(item) for item in cast("list[str]", found)]
+        return [parse_trade_member(item) for item in self._by_time(
+            self.keys.trades(exchange, symbol), start_ms, end_ms, limit, newest_first)]
 
     def page(self, exchange: str, symbol: str, start_ms: int, end_ms: int | None = None,
              limit: int | None = None) -> list[TradeFields]:
