@@ -39,7 +39,7 @@ def load_config(path: str | None) -> configmod.Config:
     except configmod.ConfigError as exc:
         click.echo(f"bcx: invalid configuration:\n{exc}", err=True)
         raise SystemExit(EXIT_CONFIG) from None
-    install_log_filter(Redactor.for_config(cfg))
+    install_log_filter(Redactor(cfg.secrets()))
     return cfg
 
 
@@ -184,29 +184,6 @@ def web(config_path: str | None, bind: str | None, debug: bool) -> None:
     run(load_config(config_path), bind, debug)
 
 
-class _ExportProgress:
-    """``bcx export``'s progress bar on stderr (rich), started at the first report."""
-
-    def __init__(self) -> None:
-        self.bar: Any = None
-        self.task: Any = None
-
-    def __call__(self, done_ms: int, total_ms: int) -> None:
-        if self.bar is None:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
-
-            self.bar = Progress("exporting", BarColumn(), TaskProgressColumn(),
-                                TimeRemainingColumn(), console=Console(stderr=True))
-            self.bar.start()
-            self.task = self.bar.add_task("export", total=max(total_ms, 1))
-        self.bar.update(self.task, completed=min(done_ms, total_ms), total=max(total_ms, 1))
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stderr.isatty()
 
@@ -219,6 +196,30 @@ def _may_write(path: str, force: bool) -> None:
         raise click.UsageError(f"{path} exists: pass --force to overwrite it")
     if not click.confirm(f"{path} exists. Overwrite?", default=False, err=True):
         raise click.ClickException(f"kept {path}")
+
+
+class _Bar:
+    """A rich progress bar on stderr, started at the first report."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+
+            self.bar = Progress(self.label, BarColumn(), TaskProgressColumn(),
+                                TimeRemainingColumn(), console=Console(stderr=True))
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=max(total, 1))
+        self.bar.update(self.task, completed=min(done, total), total=max(total, 1))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 @main.command()
@@ -262,7 +263,7 @@ def export(config_path: str | None, series: str, fields: tuple[str, ...], start:
                                  f"{exportmod.MAX_INTERVAL_S}s, such as 10s, 15m or 1h",
                                  param_hint="--interval")
     _may_write(output, force)
-    bar = _ExportProgress() if (sys.stderr.isatty() if progress is None else progress) else None
+    bar = _Bar("exporting") if (sys.stderr.isatty() if progress is None else progress) else None
     connection = from_config(cfg.redis, client_name="bcx-export")
     keys = Keys(cfg.redis.prefix)
     # A file is written beside its target and renamed at the end: a failed export never
@@ -293,30 +294,6 @@ def export(config_path: str | None, series: str, fields: tuple[str, ...], start:
             os.remove(partial)
         connection.close()
     click.echo(f"exported {rows} rows", err=True)
-
-
-class _Bar:
-    """A rich progress bar on stderr, started at the first report."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.bar: Any = None
-        self.task: Any = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is None:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
-
-            self.bar = Progress(self.label, BarColumn(), TaskProgressColumn(),
-                                TimeRemainingColumn(), console=Console(stderr=True))
-            self.bar.start()
-            self.task = self.bar.add_task(self.label, total=max(total, 1))
-        self.bar.update(self.task, completed=min(done, total), total=max(total, 1))
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 @main.command()

@@ -571,6 +571,13 @@ class Config:
     def exchange(self, name: str) -> ExchangeConfig:
         return self.exchanges[name]
 
+    def secrets(self) -> dict[str, str]:
+        """Every secret of this configuration (what :class:`bcx.secrets.Redactor` scrubs)."""
+        found: dict[str, str] = {}
+        for values in (self.redis, self.server, self.web, *self.exchanges.values()):
+            found.update(secrets.section_secrets(values))
+        return found
+
 
 @dataclass(frozen=True)
 class Problem:

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     except configmod.ConfigError as exc:
         print(f"bcx: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    install_log_filter(Redactor.for_config(cfg))
+    install_log_filter(Redactor(cfg.secrets()))
     procfile = Path(args.procfile)
     entries = [line for line in procfile.read_text().splitlines()
                if line.strip() and not line.lstrip().startswith("#")] if procfile.exists() else []

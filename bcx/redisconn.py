@@ -157,9 +157,15 @@ class LazyCluster:
 
     def __getattr__(self, name: str) -> Any:
         found = getattr(self.client, name)
+        if not callable(found):
+            return found
         if name == "pipeline":
-            return lambda *args, **kwargs: _ClusterPipeline(found(*args, **kwargs))
-        return _translated(found) if callable(found) else found
+            method: Any = lambda *args, **kwargs: _ClusterPipeline(found(*args, **kwargs))  # noqa: E731
+        else:
+            method = _translated(found)
+        # Kept on the instance: later calls find it without building the wrapper again.
+        self.__dict__[name] = method
+        return method
 
     def close(self) -> None:
         if self._client is not None:

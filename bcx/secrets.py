@@ -27,11 +27,8 @@ import re
 import shlex
 from collections.abc import Iterable, Iterator
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
-
-if TYPE_CHECKING:
-    from bcx.config import Config
 
 MASK = "***"
 # Shorter strings are not searched for in free text: they would mask unrelated words and are
@@ -180,14 +177,6 @@ def section_secrets(values: Any) -> dict[str, str]:
     return found
 
 
-def config_secrets(config: Config) -> dict[str, str]:
-    """Every secret of a loaded configuration."""
-    found: dict[str, str] = {}
-    for values in (config.redis, config.server, config.web, *config.exchanges.values()):
-        found.update(section_secrets(values))
-    return found
-
-
 # --------------------------------------------------------------------------- scrubbing
 
 
@@ -204,10 +193,6 @@ class Redactor:
         self._replacements = replacements
         ordered = sorted(replacements, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
-
-    @classmethod
-    def for_config(cls, config: Config) -> Redactor:
-        return cls(config_secrets(config))
 
     @classmethod
     def for_section(cls, values: Any) -> Redactor:

@@ -72,7 +72,7 @@ def on_exit(server: Any) -> None:
 def _scrub_logs() -> None:
     """No line of gunicorn's logs, nor of the app's (which reach logging's last resort),
     carries a secret of the config."""
-    install_log_filter(Redactor.for_config(_cfg), ("gunicorn.error", "gunicorn.access"))
+    install_log_filter(Redactor(_cfg.secrets()), ("gunicorn.error", "gunicorn.access"))
 
 
 def on_starting(server: Any) -> None:

@@ -45,16 +45,20 @@ def frame(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def tick_payload(message: str, wanted: frozenset[str] | None) -> list[dict[str, Any]]:
-    """A published batch with its values as numbers, keeping only the wanted series."""
+def _items(message: str, wanted: frozenset[str] | None) -> list[dict[str, Any]]:
+    """The objects of a published batch (a JSON array), keeping only the wanted series."""
     try:
         batch = json.loads(message)
     except ValueError:
         return []
+    return [item for item in (batch if isinstance(batch, list) else ())
+            if isinstance(item, dict) and (wanted is None or item.get("series") in wanted)]
+
+
+def tick_payload(message: str, wanted: frozenset[str] | None) -> list[dict[str, Any]]:
+    """A published batch with its values as numbers, keeping only the wanted series."""
     out = []
-    for item in batch if isinstance(batch, list) else ():
-        if not isinstance(item, dict) or (wanted is not None and item.get("series") not in wanted):
-            continue
+    for item in _items(message, wanted):
         tick = {"series": item.get("series"), "time": item.get("time")}
         for field in ("price", "bid", "ask"):
             if field in item:
@@ -66,18 +70,10 @@ def tick_payload(message: str, wanted: frozenset[str] | None) -> list[dict[str, 
 def trade_payload(message: str, wanted: frozenset[str] | None) -> list[dict[str, Any]]:
     """A published trade batch with price and size as numbers, keeping only the wanted
     series."""
-    try:
-        batch = json.loads(message)
-    except ValueError:
-        return []
-    out = []
-    for item in batch if isinstance(batch, list) else ():
-        if not isinstance(item, dict) or (wanted is not None and item.get("series") not in wanted):
-            continue
-        out.append({"series": item.get("series"), "time": item.get("time"),
-                    "price": num(item.get("price")), "size": num(item.get("size")),
-                    "side": item.get("side"), "id": item.get("id")})
-    return out
+    return [{"series": item.get("series"), "time": item.get("time"),
+             "price": num(item.get("price")), "size": num(item.get("size")),
+             "side": item.get("side"), "id": item.get("id")}
+            for item in _items(message, wanted)]
 
 
 def alert_payload(message: str, wanted: frozenset[str] | None) -> dict[str, Any] | None:

@@ -74,6 +74,17 @@ def loads(body: str | bytes) -> Any:
         raise MalformedFrame(f"response is not JSON: {exc}") from None
 
 
+def rows(body: Any, what: str, width: int) -> list[list[Any]]:
+    """A response body that is a list of rows (lists) of at least ``width`` values; anything
+    else makes the response malformed, naming ``what`` it should hold."""
+    if not isinstance(body, list):
+        raise MalformedFrame(f"{what}s: expected a list, got {type(body).__name__}")
+    for row in body:
+        if not isinstance(row, list) or len(row) < width:
+            raise MalformedFrame(f"{what} {row!r}")
+    return body
+
+
 def text(value: Any, what: str) -> str:
     """A decimal as text, whether the venue sent a string or a number."""
     if isinstance(value, bool) or not isinstance(value, str | int):

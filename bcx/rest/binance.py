@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bcx.exchanges.base import MalformedFrame
-from bcx.rest.base import Hole, Reply, Request, imported, integer, param_int, text
+from bcx.rest.base import Hole, Reply, Request, imported, integer, param_int, rows, text
 from bcx.rollups import Candle, dec_text
 from bcx.ticks import BUY, SELL, Trade
 
@@ -78,12 +78,8 @@ def candles_request(symbol: str, interval_s: int, start_ms: int, end_ms: int) ->
 
 
 def read_candles(body: Any) -> list[Candle]:
-    if not isinstance(body, list):
-        raise MalformedFrame(f"klines: expected a list, got {type(body).__name__}")
     out = []
-    for row in body:
-        if not isinstance(row, list) or len(row) < 11:
-            raise MalformedFrame(f"kline {row!r}")
+    for row in rows(body, "kline", 11):
         out.append(imported(Candle(
             integer(row[0], "open time"), text(row[1], "open"), text(row[2], "high"),
             text(row[3], "low"), text(row[4], "close"), integer(row[8], "trades"),

@@ -8,9 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from bcx.exchanges.base import MalformedFrame
 from bcx.exchanges.bitfinex import Bitfinex
-from bcx.rest.base import Hole, Reply, Request, imported, integer, number, param_int, text
+from bcx.rest.base import Hole, Reply, Request, imported, integer, number, param_int, rows, text
 from bcx.rollups import Candle
 from bcx.ticks import BUY, SELL, Trade
 
@@ -33,12 +32,8 @@ def trades_request(hole: Hole, cursor: str | None) -> Request:
 
 def read_trades(hole: Hole, body: Any, headers: Mapping[str, str]
                 ) -> tuple[list[Trade], str | None]:
-    if not isinstance(body, list):
-        raise MalformedFrame(f"trades: expected a list, got {type(body).__name__}")
     trades = []
-    for row in body:
-        if not isinstance(row, list) or len(row) < 4:
-            raise MalformedFrame(f"trade {row!r}")
+    for row in rows(body, "trade", 4):
         amount = text(row[2], "AMOUNT")
         trades.append(Trade(NAME, hole.symbol, integer(row[1], "MTS"),
                             price=text(row[3], "PRICE"), size=amount.lstrip("-"),
@@ -58,12 +53,8 @@ def candles_request(symbol: str, interval_s: int, start_ms: int, end_ms: int) ->
 
 
 def read_candles(body: Any) -> list[Candle]:
-    if not isinstance(body, list):
-        raise MalformedFrame(f"candles: expected a list, got {type(body).__name__}")
     out = []
-    for row in body:
-        if not isinstance(row, list) or len(row) < 6:
-            raise MalformedFrame(f"candle {row!r}")
+    for row in rows(body, "candle", 6):
         out.append(imported(Candle(integer(row[0], "MTS"), text(row[1], "OPEN"),
                                    text(row[3], "HIGH"), text(row[4], "LOW"),
                                    text(row[2], "CLOSE"), 0, text(row[5], "VOLUME"),

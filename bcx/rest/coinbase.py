@@ -10,7 +10,7 @@ from typing import Any
 
 from bcx.exchanges.base import MalformedFrame
 from bcx.exchanges.common import iso_to_ms, ms_to_iso
-from bcx.rest.base import Hole, Reply, Request, imported, integer, param_int, text
+from bcx.rest.base import Hole, Reply, Request, imported, integer, param_int, rows, text
 from bcx.rollups import Candle
 from bcx.ticks import BUY, SELL, Trade
 
@@ -67,12 +67,8 @@ def candles_request(symbol: str, interval_s: int, start_ms: int, end_ms: int) ->
 
 
 def read_candles(body: Any) -> list[Candle]:
-    if not isinstance(body, list):
-        raise MalformedFrame(f"candles: expected a list, got {type(body).__name__}")
     out = []
-    for row in body:
-        if not isinstance(row, list) or len(row) < 6:
-            raise MalformedFrame(f"candle {row!r}")
+    for row in rows(body, "candle", 6):
         time_s, low, high, open_, close, volume = row[:6]
         out.append(imported(Candle(integer(time_s, "time") * 1000, text(open_, "open"),
                                    text(high, "high"), text(low, "low"), text(close, "close"),

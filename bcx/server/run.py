@@ -50,7 +50,7 @@ def run(config: configmod.Config) -> int:
                     consumer.beat_if_due()
             time.sleep(min(left, 1.0))
 
-    redact = Redactor.for_config(config)
+    redact = Redactor(config.secrets())
     try:
         notifiers = notifiersmod.build(config.server, config.path or "bcx.conf", sleep=pause,
                                        redact=redact)

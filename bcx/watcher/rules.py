@@ -170,15 +170,7 @@ class RuleEngine:
     # ------------------------------------------------------------------ inputs
     def on_ticks(self, payload: str, now: int) -> int:
         """A batch from the ticks channel: evaluate the rules of its series. Returns events."""
-        try:
-            items = json.loads(payload)
-        except ValueError:
-            log.warning("ignoring a tick message that is not JSON")
-            return 0
-        observed: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for item in items if isinstance(items, list) else ():
-            if isinstance(item, dict) and isinstance(item.get("series"), str):
-                observed[item["series"]].append(item)
+        observed = _by_series(payload, "tick")
         for series in observed:
             self.last_seen[series] = now
         rules = [rule for series in observed for rule in self.by_series.get(series, ())
@@ -188,15 +180,7 @@ class RuleEngine:
     def on_trades(self, payload: str, now: int) -> int:
         """A batch from the trades channel (``[{"series", "time", "price", "size", "side",
         "id"}]``): evaluate the ``trade_size`` rules of its series on each trade, in order."""
-        try:
-            items = json.loads(payload)
-        except ValueError:
-            log.warning("ignoring a trade message that is not JSON")
-            return 0
-        observed: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for item in items if isinstance(items, list) else ():
-            if isinstance(item, dict) and isinstance(item.get("series"), str):
-                observed[item["series"]].append(item)
+        observed = _by_series(payload, "trade")
         rules = [rule for series in observed for rule in self.by_series.get(series, ())
                  if rule.spec.kind == "trade_size"]
         return self._evaluate(rules, now, observed)
@@ -440,3 +424,18 @@ def watch(engine: RuleEngine, stop: Event, heartbeat: Heartbeat, interval: float
                 engine.changed(data)
     finally:
         subscription.close()
+
+
+def _by_series(payload: str, what: str) -> dict[str, list[dict[str, Any]]]:
+    """The items of a published batch (a JSON array of objects with a ``series``), grouped by
+    series in order; a message that is not JSON is logged and gives nothing."""
+    try:
+        items = json.loads(payload)
+    except ValueError:
+        log.warning("ignoring a %s message that is not JSON", what)
+        return {}
+    observed: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, dict) and isinstance(item.get("series"), str):
+            observed[item["series"]].append(item)
+    return observed
