@@ -8,24 +8,24 @@ batch's trades (:class:`bcx.store.trades.TradeStore`) join the same pipelined ro
 
 from __future__ import annotations
 
-import json
 import logging
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
+import orjson
 import redis
 
 from bcx.keys import Keys, series_id
 from bcx.store.base import Structure
 from bcx.store.registry import SeriesRegistry
 from bcx.store.trades import TradeStore
-from bcx.ticks import Point, Tick, Trade, before, member, parse_member, score
+from bcx.ticks import Point, Tick, Trade, before, parse_member, score, stamp
 from bcx.timeutil import now_ms
 
 FIELDS = ("price", "bid", "ask")
 # The top-of-book sizes, stored beside their bid and ask (members "<ms>:<size>").
 SIZE_FIELDS = ("bid_size", "ask_size")
+ALL_FIELDS = (*FIELDS, *SIZE_FIELDS)
 log = logging.getLogger(__name__)
 
 
@@ -59,50 +59,64 @@ class TickStore(Structure):
         """
         if not ticks and not trades:
             return 0
-        members: dict[str, dict[str, float]] = defaultdict(dict)
-        latest: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
-        newest = dict(self._newest)
-        now = now_ms()
-        count = 0
-        raw = self.keys.raw
+        by_series: dict[tuple[str, str], list[Tick]] = {}
         for tick in ticks:
-            values = tick.values()
-            if tick.bid_size is not None or tick.ask_size is not None:
-                values += tick.sizes()
-            for field, value in values:
-                members[raw(tick.exchange, tick.symbol, field)][
-                    member(tick.ms, value)] = score(tick.ms)
-                count += 1
-                slot = (tick.exchange, tick.symbol, field)
-                known = newest.get(slot, -1)
-                if tick.ms >= known or known > now:
-                    newest[slot] = tick.ms
-                    fresh = latest[(tick.exchange, tick.symbol)]
-                    fresh[field] = value
-                    fresh[f"{field}_ms"] = tick.ms
+            ident = (tick.exchange, tick.symbol)
+            group = by_series.get(ident)
+            if group is None:
+                by_series[ident] = [tick]
+            else:
+                group.append(tick)
+        pipe = self.connection.pipeline(transaction=False)
+        now = now_ms()
+        newest: dict[tuple[str, str, str], int] = {}
+        latest: dict[tuple[str, str], dict[str, Any]] = {}
+        count = 0
+        for (exchange, symbol), group in by_series.items():
+            fresh = latest[(exchange, symbol)] = {}
+            series_ms = self._newest.get((exchange, symbol, "time"), -1)
+            stamps = [stamp(tick.ms) for tick in group]
+            for field in ALL_FIELDS:
+                # One ZADD per field: (score, member) pairs, from each tick's stamp().
+                args: list[str] = []
+                best_ms = self._newest.get((exchange, symbol, field), -1)
+                best = None
+                for tick, (at, prefix) in zip(group, stamps, strict=True):
+                    value = getattr(tick, field)
+                    if value is not None:
+                        args += (at, prefix + value)
+                        ms = tick.ms
+                        # A remembered time ahead of the clock is not believed (see above).
+                        if ms >= best_ms or best_ms > now:
+                            best_ms, best = ms, value
+                if not args:
+                    continue
+                pipe.execute_command("ZADD", self.keys.raw(exchange, symbol, field), *args)
+                count += len(args) // 2
+                if best is not None:
+                    newest[(exchange, symbol, field)] = best_ms
+                    fresh[field] = best
+                    fresh[f"{field}_ms"] = best_ms
                     # The series' time is its newest field's: a field catching up with an
                     # older time (a trade time behind a receive time) must not lower it.
-                    series_slot = (tick.exchange, tick.symbol, "time")
-                    series_ms = newest.get(series_slot, -1)
-                    fresh["time"] = newest[series_slot] = (
-                        tick.ms if series_ms > now else max(tick.ms, series_ms))
+                    series_ms = best_ms if series_ms > now else max(best_ms, series_ms)
+            if fresh:
+                fresh["time"] = newest[(exchange, symbol, "time")] = series_ms
         for trade in trades:
             slot = (trade.exchange, trade.symbol, "trade")
-            known = newest.get(slot, -1)
+            known = newest.get(slot, self._newest.get(slot, -1))
             if trade.ms >= known or known > now:
                 newest[slot] = trade.ms
-                latest[(trade.exchange, trade.symbol)].update(
+                latest.setdefault((trade.exchange, trade.symbol), {}).update(
                     last_size=trade.size, last_side=trade.side, last_trade_ms=trade.ms)
-        pipe = self.connection.pipeline(transaction=False)
-        for key, mapping in members.items():
-            pipe.zadd(key, mapping)
         count += self.trades.write(trades, pipeline=pipe)
         for (exchange, symbol), mapping in latest.items():
-            # redis-py types hset's mapping invariant in its key: it refuses a dict[str, ...].
-            pipe.hset(self.keys.latest(exchange, symbol), mapping=mapping)  # type: ignore[arg-type]
+            if mapping:
+                # redis-py types hset's mapping invariant in its key: it refuses a dict[str, ...].
+                pipe.hset(self.keys.latest(exchange, symbol), mapping=mapping)  # type: ignore[arg-type]
         new = self.registry.add((series_id(e, s) for e, s in latest), pipeline=pipe)
         pipe.execute()
-        self._newest = newest
+        self._newest.update(newest)
         self.registry.confirm(new)
         if self.publish_ticks:
             # Never inside the pipeline: Redis Cluster refuses PUBLISH there. The batch is
@@ -227,11 +241,17 @@ def _decode_latest(found: dict[str, str]) -> dict[str, Any] | None:
     return out
 
 
-def _batch_message(ticks: Sequence[Tick]) -> str:
-    """The live-tick message: ``[{"series", "time", "price"|"bid"|"ask": "…"}, …]``."""
+def _batch_message(ticks: Sequence[Tick]) -> bytes:
+    """The live-tick message: ``[{"series", "time", "price"|"bid"|"ask": "…"}, …]``
+    (orjson: a fifth of ``json``'s time for a batch)."""
     items = []
     for tick in ticks:
         item: dict[str, Any] = {"series": series_id(tick.exchange, tick.symbol), "time": tick.ms}
-        item.update(tick.values())
+        if tick.price is not None:
+            item["price"] = tick.price
+        if tick.bid is not None:
+            item["bid"] = tick.bid
+        if tick.ask is not None:
+            item["ask"] = tick.ask
         items.append(item)
-    return json.dumps(items, separators=(",", ":"))
+    return orjson.dumps(items)

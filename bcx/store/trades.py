@@ -6,10 +6,11 @@ its ticks (:meth:`bcx.store.ticks.TickStore.write`) and announces each batch on
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, cast
+
+import orjson
 
 from bcx.keys import series_id
 from bcx.store.base import Structure
@@ -23,13 +24,12 @@ class TradeStore(Structure):
         """ZADD every trade (joining ``pipeline`` when given); returns how many were sent."""
         if not trades:
             return 0
-        members: dict[str, dict[str, float]] = defaultdict(dict)
+        by_series: dict[tuple[str, str], list[float | str]] = defaultdict(list)
         for trade in trades:
-            members[self.keys.trades(trade.exchange, trade.symbol)][trade_member(trade)] = (
-                score(trade.ms))
+            by_series[(trade.exchange, trade.symbol)] += (score(trade.ms), trade_member(trade))
         target = self._target(pipeline)
-        for key, mapping in members.items():
-            target.zadd(key, mapping)
+        for (exchange, symbol), args in by_series.items():
+            target.execute_command("ZADD", self.keys.trades(exchange, symbol), *args)
         return len(trades)
 
     def publish(self, trades: Sequence[Trade]) -> int:
@@ -79,9 +79,9 @@ class TradeStore(Structure):
         return int(self.connection.zcount(key, low, high))
 
 
-def trade_message(trades: Sequence[Trade]) -> str:
+def trade_message(trades: Sequence[Trade]) -> bytes:
     """The live-trade message: ``[{"series", "time", "price", "size", "side", "id"}, …]``
     with price and size as the venue's text."""
-    return json.dumps([{"series": series_id(t.exchange, t.symbol), "time": t.ms,
+    return orjson.dumps([{"series": series_id(t.exchange, t.symbol), "time": t.ms,
                         "price": t.price, "size": t.size, "side": t.side, "id": t.id}
-                       for t in trades], separators=(",", ":"))
+                       for t in trades])

@@ -226,9 +226,7 @@ class Writer:
                 for tick in batch:
                     self.dropped.add(tick)
                 continue
-            acked = time.time_ns()
-            self.latency.add_batch(batch, acked)
-            self.window.add_batch(batch, acked)
+            self.latency.add_batch(batch, time.time_ns(), also=self.window)
             self.written += len(ticks)
             self.written_trades += len(trades)
             self.written_values += values
