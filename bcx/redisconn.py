@@ -37,7 +37,8 @@ def from_config(config: RedisConfig, client_name: str | None = None) -> Any:
     client routes each key to its node, a Sentinel client follows the current master."""
     if config.mode == "cluster":
         return LazyCluster(lambda: RedisCluster.from_url(
-            config.url, **_options(config.socket_timeout, client_name)))
+            config.url, **_options(config.socket_timeout, client_name),
+            connection_class=_PackingConnection))
     if config.mode == "sentinel":
         return sentinel_master(config, client_name)
     return connect(config.url, socket_timeout=config.socket_timeout, client_name=client_name)
@@ -101,10 +102,19 @@ class _Packer(HiredisRespSerializer):
         return cast("list[bytes]", super().pack(*args))
 
 
-# A standalone or Sentinel client's connections pack with _Packer (redis-py's ``command_packer``
-# connection option; the cluster client does not pass it on to its nodes). hiredis is a pinned
-# requirement, as redis-py's reply parser too.
+# Every client's connections pack with _Packer: redis-py's ``command_packer`` connection option,
+# which the cluster client does not pass on to its nodes, so they get it from their connection
+# class (a ``rediss://`` URL gives them redis-py's TLS class, which packs the library's way).
+# hiredis is a pinned requirement, as redis-py's reply parser too.
 _PACKING: dict[str, Any] = {"command_packer": _Packer()}
+
+
+class _PackingConnection(redis.Connection):
+    """A TCP connection packing with :class:`_Packer` (the cluster client's nodes)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("command_packer", _PACKING["command_packer"])
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
 
 
 def _translated(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -143,3 +143,22 @@ def test_refused_arguments_are_refused_as_redis_py_refuses_them(redis_url: str) 
     for bad in (None, True, [1]):
         with pytest.raises(redis.DataError):
             client.execute_command("SET", "k", bad)
+
+
+@pytest.mark.usefixtures("backend")
+def test_standalone_and_cluster_clients_pack_with_the_fast_packer(r, monkeypatch) -> None:
+    packed: list[str] = []
+    original = _Packer.pack
+
+    def spy(self: _Packer, *args: object) -> list[bytes]:
+        packed.append(str(args[0]))
+        return original(self, *args)
+
+    monkeypatch.setattr(_Packer, "pack", spy)
+    pipe = r.pipeline(transaction=False)
+    pipe.execute_command("ZADD", "bcx:{binance:BTC-USDT}:bid", "1700000000.5", "1700000000500:1")
+    pipe.execute()
+    r.set("k", "v")
+    assert {"ZADD", "SET"} <= set(packed)
+    assert r.zrange("bcx:{binance:BTC-USDT}:bid", 0, -1, withscores=True) == [
+        ("1700000000500:1", 1700000000.5)]
