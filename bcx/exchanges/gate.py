@@ -129,11 +129,11 @@ class Gate:
                 refused.append(Refusal(UNSUBSCRIBED, tick.symbol,
                                        f"symbol {tick.symbol} is not subscribed"))
                 continue
-            if not FLOOR_MS <= tick.ms <= latest:  # time_problem's bounds, one comparison
-                reason, detail = time_problem(tick.ms, now_ms, self.max_clock_skew_ms) or (
-                    PAST, "")
-                refused.append(Refusal(reason, tick.symbol, detail))
-                continue
+            if not FLOOR_MS <= tick.ms <= latest:  # time_problem's bounds, in one comparison
+                problem = time_problem(tick.ms, now_ms, self.max_clock_skew_ms)
+                if problem is not None:
+                    refused.append(Refusal(problem[0], tick.symbol, problem[1]))
+                    continue
             if _plainly_plausible(tick) or self._admit_values(tick, refused):
                 admitted.append(tick)
         return admitted, refused

@@ -247,11 +247,6 @@ def _batch_message(ticks: Sequence[Tick]) -> bytes:
     items = []
     for tick in ticks:
         item: dict[str, Any] = {"series": series_id(tick.exchange, tick.symbol), "time": tick.ms}
-        if tick.price is not None:
-            item["price"] = tick.price
-        if tick.bid is not None:
-            item["bid"] = tick.bid
-        if tick.ask is not None:
-            item["ask"] = tick.ask
+        item.update(tick.values())
         items.append(item)
     return orjson.dumps(items)
