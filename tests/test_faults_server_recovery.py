@@ -62,7 +62,7 @@ def test_consumer_waits_out_a_redis_outage_and_rejoins_the_empty_redis_that_retu
     wait_for(lambda: pending_count(client, keys, GROUP) == 0, message="it acknowledged")
     own_redis.stop()
     # Connection errors for a while: the consumer backs off and keeps retrying.
-    wait_for(lambda: len(messages(caplog, "redis unavailable")) >= 2, timeout=20,
+    wait_for(lambda: len(messages(caplog, "redis unavailable")) >= 1, timeout=20,
              message="the consumer retrying with Redis gone")
     assert alive(on_own)
     own_redis.start()  # without persistence: no stream, no group any more
@@ -136,8 +136,11 @@ def test_own_pending_events_trimmed_before_a_restart_are_logged_acked_and_skippe
         assert alive(running)
     finally:
         running.stop_all()
+    # Each loss is logged once, by the re-delivery that found the entry gone (XAUTOCLAIM,
+    # which also reports trimmed pending ids, finds nothing left to report).
     for entry in trimmed:
-        assert len(messages(caplog, f"event {entry} was trimmed from the stream")) == 1
+        assert messages(caplog, entry) == [
+            f"event {entry} was trimmed from the stream before delivery"]
     assert [alert["id"] for alert in AlertLog(r, keys).recent_alerts()] == fresh
     assert AlertLog(r, keys).dead_letters() == []
 
