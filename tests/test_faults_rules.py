@@ -188,6 +188,36 @@ def test_a_rule_posted_while_the_watcher_runs_fires_on_the_next_ticks(
     assert (event["state"], event["value"]) == ("firing", 101.0)
 
 
+def test_a_rule_deleted_while_the_watcher_runs_stops_firing(
+        running_watcher: Watcher, capped: FlaskClient, r: redis.Redis, keys: Keys) -> None:
+    """The delete's change notice reaches the running rules thread: the rule is gone from
+    its evaluation (a second rule on the same ticks shows when they were evaluated)."""
+    doomed = post(capped, {**rule("doomed"), "threshold": 100, "cooldown": 0}).get_json()["id"]
+    witness = post(capped, {**rule("witness"), "threshold": 100, "cooldown": 0}).get_json()["id"]
+    store = Store(r, keys, publish_ticks=True)
+
+    def events_of(rule_id: str) -> list[str]:
+        return [event["state"] for event in
+                (json.loads(fields["event"]) for _, fields in r.xrange(keys.events_stream))
+                if event["rule"] == rule_id]
+
+    def tick(price: str) -> None:
+        store.write([Tick("coinbase", "BTC-USD", now_ms(), price=price)])
+
+    tick("101")
+    wait_for(lambda: events_of(doomed) == events_of(witness) == ["firing"],
+             message="both rules firing")
+    assert capped.delete(f"{API}/rules/{doomed}", headers=AUTH).status_code == 204
+    assert events_of(doomed) == ["firing", "resolved"]  # the resolved the delete publishes
+    # Down and up again: the witness resolves and fires anew; the deleted rule stays silent.
+    tick("99")
+    wait_for(lambda: events_of(witness) == ["firing", "resolved"], message="witness resolved")
+    tick("101")
+    wait_for(lambda: events_of(witness) == ["firing", "resolved", "firing"],
+             message="the witness firing again")
+    assert events_of(doomed) == ["firing", "resolved"]
+
+
 def test_rules_are_added_and_deleted_on_a_redis_cluster_and_watchers_are_told(
         cluster_url: str, redis_cluster: RedisClusterDeployment) -> None:
     # A cluster client refuses PUBLISH inside a transaction: the change notice goes after it.

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,3 +184,53 @@ def test_tracker_exits_1_when_redis_is_gone_at_shutdown_with_ticks_buffered(
     text = log_path.read_text()
     assert re.search(r"stopping with Redis unreachable: \d+ ticks not written", text), text
     assert "tracker stopped with unwritten ticks" in text
+
+
+def test_tracker_exits_1_naming_the_dead_writer_thread_and_keeps_what_it_stored(
+        r: redis.Redis, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A bug kills the writer thread mid-stream (no Redis error: a crash the writer cannot
+    sort): ``run()`` notices, says so and returns 1 so the service manager restarts the
+    tracker; what was written before stays in Redis, nothing more is written."""
+    from bcx.tracker import run as runmod
+
+    caplog.set_level(logging.INFO, logger="bcx.tracker.run")
+    crashes: list[BaseException] = []
+    monkeypatch.setattr("threading.excepthook", lambda args: crashes.append(args.exc_value))
+    write_stats = Writer._write_stats
+
+    def stored() -> int:
+        return sum(r.zcard(keys.raw("coinbase", symbol, field))
+                   for symbol in trackerkit.COINBASE_PRODUCTS for field in ("price", "bid", "ask"))
+
+    at_crash: list[int] = []
+
+    def buggy(self: Writer) -> None:
+        if self.written:
+            at_crash.append(stored())
+            raise RuntimeError("a bug in the stats step")
+        write_stats(self)
+
+    monkeypatch.setattr(Writer, "_write_stats", buggy)
+    stops: list[object] = []
+    monkeypatch.setattr(runmod, "install_stop_handlers", stops.append)
+    replay = ReplayServer(trackerkit.COINBASE, speed=20, loop=True)
+    replay.start()
+    status: list[int] = []
+    config = trackerkit.tracker_config(
+        tmp_path, redis_url, {"coinbase": (replay.url, trackerkit.COINBASE_PRODUCTS)},
+        max_clock_skew="1d")
+    thread = threading.Thread(target=lambda: status.append(runmod.run(config)), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: status, timeout=20, message="run() to return after the writer died")
+    finally:
+        if not status and stops:
+            stops[0].set()  # type: ignore[attr-defined]
+        thread.join(timeout=20)
+        replay.stop()
+    assert status == [1]
+    assert [str(exc) for exc in crashes] == ["a bug in the stats step"]
+    assert "the writer thread died: exiting so the service manager restarts us" in caplog.text
+    # What was written before the crash stays; nothing is written after it.
+    assert at_crash[0] > 0 and stored() == at_crash[0]

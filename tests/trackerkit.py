@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from websockets.frames import Frame, Opcode
 from websockets.sync.server import Server, ServerConnection, serve
 
 from bcx import config as configmod
@@ -45,14 +46,25 @@ def tracker_config(tmp_path: Path, redis_url: str, exchanges: dict[str, tuple[st
 
 
 class ScriptedServer:
-    """A loopback websocket server; connection number n (from 0) runs ``script(conn, n)``."""
+    """A loopback websocket server; connection number n (from 0) runs ``script(conn, n)``.
+    ``pings`` counts the ping frames it received (websockets answers them itself)."""
 
     def __init__(self, script: Script):
         self.script = script
         self.connections = 0
+        self.pings = 0
         self._lock = threading.Lock()
+        scripted = self
+
+        class Counting(ServerConnection):
+            def process_event(self, event: object) -> None:
+                if isinstance(event, Frame) and event.opcode is Opcode.PING:
+                    with scripted._lock:
+                        scripted.pings += 1
+                super().process_event(event)
+
         self.server: Server = serve(self._handle, "127.0.0.1", 0, max_size=None,
-                                    compression=None)
+                                    compression=None, create_connection=Counting)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
