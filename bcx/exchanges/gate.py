@@ -40,7 +40,6 @@ ZERO_ALLOWED: dict[str, bool] = {"price": False, "bid": False, "ask": False,
 # price (the bid or ask it belongs to) is dropped with it.
 SERIES_FIELDS = ("price", "bid", "ask")
 SIZE_OF = {"bid": "bid_size", "ask": "ask_size"}
-_INF = math.inf
 
 
 @dataclass(frozen=True)
@@ -184,10 +183,10 @@ def _plainly_plausible(tick: Tick) -> bool:
             or bid is None and tick.bid_size is not None
             or ask is None and tick.ask_size is not None):
         return False
+    longest, inf = MAX_DECIMAL_CHARS, math.inf
     try:
         for text in (tick.price, bid, ask, tick.bid_size, tick.ask_size):
-            if text is not None and not (len(text) <= MAX_DECIMAL_CHARS
-                                         and 0 < float(text) < _INF):
+            if text is not None and not (len(text) <= longest and 0 < float(text) < inf):
                 return False
     except ValueError:
         return False

@@ -311,9 +311,10 @@ class Feed:
         if len(data) > self.config.max_frame_bytes:
             self._parse_error(f"frame of {len(data)} bytes is over max_frame_bytes")
             return None
+        received_ms = received_ns // 1_000_000
         try:
             raw = data.decode("utf-8")
-            parsed = protocol.parse(raw, received_ns // 1_000_000)
+            parsed = protocol.parse(raw, received_ms)
         except (MalformedFrame, UnicodeDecodeError) as exc:
             self._parse_error(f"{exc}: {data[:LOG_FRAME_CHARS]!r}")
             return None
@@ -323,12 +324,12 @@ class Feed:
         ticks = parsed.ticks
         if ticks:
             # The one place every adapter's ticks pass: nothing implausible reaches the writer.
-            ticks, refused = self.gate.admit(ticks, received_ns // 1_000_000)
+            ticks, refused = self.gate.admit(ticks, received_ms)
             if refused:
                 self._refused(refused, data)
         trades = parsed.trades
         if trades:
-            trades, refused = self.gate.admit_trades(trades, received_ns // 1_000_000)
+            trades, refused = self.gate.admit_trades(trades, received_ms)
             if refused:
                 self._refused(refused, data)
         if ticks or trades:
