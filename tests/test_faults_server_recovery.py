@@ -114,16 +114,23 @@ def test_a_stop_while_the_ack_fails_leaves_the_event_pending_for_the_next_start(
     client.close()
 
 
+def read_then_trimmed(client: redis.Redis, keys: Keys, consumer: str) -> list[str]:
+    """Three events read by ``consumer`` and left pending, then trimmed from the stream by
+    its cap; their ids."""
+    publish_events(client, keys, 3)
+    client.xgroup_create(keys.events_stream, GROUP, id="0")
+    client.xreadgroup(GROUP, consumer, {keys.events_stream: ">"}, count=3)
+    trimmed = entry_ids(client, keys)
+    client.xtrim(keys.events_stream, maxlen=0, approximate=False)
+    return trimmed
+
+
 def test_own_pending_events_trimmed_before_a_restart_are_logged_acked_and_skipped(
         r: redis.Redis, keys: Keys, receiver: WebhookReceiver,
         caplog: pytest.LogCaptureFixture, redis_server: RedisServer) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    publish_events(r, keys, 3)
-    r.xgroup_create(keys.events_stream, GROUP, id="0")
     # "server-a" read the three and died before acknowledging; then the cap trimmed them.
-    r.xreadgroup(GROUP, "server-a", {keys.events_stream: ">"}, count=3)
-    trimmed = entry_ids(r, keys)
-    r.xtrim(keys.events_stream, maxlen=0, approximate=False)
+    trimmed = read_then_trimmed(r, keys, "server-a")
     assert pending_count(r, keys, GROUP) == 3
     fresh = publish_events(r, keys, 1, start=3)
     running = Running(redis_server, keys)
@@ -156,11 +163,7 @@ def test_events_trimmed_while_pending_on_a_dead_consumer_are_reported_once(
     drops them from the pending list): the server names them once, does not retry them, and
     goes on delivering."""
     caplog.set_level(logging.INFO, logger=LOGGER)
-    publish_events(r, keys, 3)
-    r.xgroup_create(keys.events_stream, GROUP, id="0")
-    r.xreadgroup(GROUP, "dead", {keys.events_stream: ">"}, count=3)
-    trimmed = entry_ids(r, keys)
-    r.xtrim(keys.events_stream, maxlen=0, approximate=False)
+    trimmed = read_then_trimmed(r, keys, "dead")
     fresh = publish_events(r, keys, 1, start=3)
     r.config_resetstat()
     running = Running(redis_server, keys)
