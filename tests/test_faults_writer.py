@@ -112,6 +112,10 @@ def test_a_buffer_exactly_full_drops_nothing(writer_on, r: redis.Redis) -> None:
     switch["down"] = None
     wait_for(lambda: writer.written == 6, timeout=15, message="the buffer written")
     assert writer.dropped.total == 0 and stored_ms(r) == [BASE_MS + i for i in range(6)]
+    # Back to normal: Redis counts as up again and the next ticks are written at once.
+    wait_for(lambda: writer.redis_up, message="Redis seen up again")
+    writer.submit(ticks(1, 6))
+    wait_for(lambda: writer.written == 7, message="a tick after the outage written")
 
 
 def test_a_batch_that_can_never_be_written_is_dropped_logged_and_counted(

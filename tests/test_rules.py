@@ -20,6 +20,7 @@ from bcx.keys import Keys
 from bcx.store import RuleStore, Store
 from bcx.ticks import Tick
 from bcx.watcher.rules import RuleEngine
+from bcx.watcher.state import Instance
 
 # Every test here runs on the standalone server and on the cluster (see conftest `r`).
 pytestmark = pytest.mark.usefixtures("backend")
@@ -386,3 +387,19 @@ threshold = 100
     harness.tick(1, price="101")
     harness.passes(2)
     assert harness.events() == [(F, SERIES, 1.0)]
+
+
+def test_an_instance_entered_its_state_when_it_last_changed() -> None:
+    instance = Instance()
+    assert instance.step(True, 0, for_ms=0, cooldown_ms=0) == events.FIRING
+    assert instance.entered == 0
+    assert instance.step(False, 100, for_ms=0, cooldown_ms=0) == events.RESOLVED
+    assert instance.entered == 100
+    assert instance.step(False, 200, for_ms=0, cooldown_ms=0) is None
+    assert instance.entered == 100  # still ok since 100
+
+
+def test_a_one_ms_cooldown_repeats_the_firing_after_one_ms() -> None:
+    instance = Instance()
+    assert instance.step(True, 0, for_ms=0, cooldown_ms=1) == events.FIRING
+    assert instance.step(True, 1, for_ms=0, cooldown_ms=1) == events.FIRING

@@ -9,8 +9,9 @@ import redis
 
 from bcx.keys import Keys
 from bcx.redisconn import connect
-from bcx.store import Store
-from bcx.ticks import Tick
+from bcx.store import RollupStore, Store, TradeStore
+from bcx.store.events import EventStream
+from bcx.ticks import Tick, Trade
 from tests.support import RedisServer
 
 T0 = 1_700_000_000_000  # epoch ms
@@ -125,10 +126,12 @@ def test_published_batch_carries_the_ticks(r, keys: Keys):
     pubsub = r.pubsub()
     pubsub.subscribe(keys.ticks_channel)
     pubsub.get_message(timeout=1)
-    store.write([Tick("coinbase", "BTC-USD", T0, price="10", bid="9")])
+    store.write([Tick("coinbase", "BTC-USD", T0, price="10", bid="9"),
+                 Tick("coinbase", "BTC-USD", T0 + 1, ask="11")])
     message = pubsub.get_message(timeout=5)
     assert json.loads(message["data"]) == [
-        {"series": "coinbase:BTC-USD", "time": T0, "price": "10", "bid": "9"}]
+        {"series": "coinbase:BTC-USD", "time": T0, "price": "10", "bid": "9"},
+        {"series": "coinbase:BTC-USD", "time": T0 + 1, "ask": "11"}]
     pubsub.close()
 
 
@@ -198,3 +201,64 @@ def test_rediss_url_builds_a_tls_connection():
     kwargs = client.connection_pool.connection_kwargs
     assert client.connection_pool.connection_class.__name__ == "SSLConnection"
     assert kwargs["password"] == "pw" and kwargs["db"] == 1 and kwargs["port"] == 6380
+
+
+# ---------------------------------------------------------------- reads the API relies on
+def test_tick_count_honours_each_bound(store: Store):
+    store.write([price(T0 + i, str(i)) for i in range(5)])
+    count = store.count
+    assert count("coinbase", "BTC-USD", "price") == 5
+    assert count("coinbase", "BTC-USD", "price", start_ms=T0 + 3) == 2
+    assert count("coinbase", "BTC-USD", "price", end_ms=T0 + 1) == 2
+    assert count("coinbase", "BTC-USD", "price", T0 + 1, T0 + 3) == 3
+
+
+def test_latest_gives_trade_time_as_int(r, keys: Keys):
+    Store(r, keys).write([], [Trade("coinbase", "BTC-USD", T0, "10", "0.5", "buy", "7")])
+    latest = Store(r, keys).latest("coinbase", "BTC-USD")
+    assert latest is not None and latest["last_trade_ms"] == T0
+
+
+def trades_at(*offsets: int) -> list[Trade]:
+    return [Trade("coinbase", "BTC-USD", T0 + i, f"{i}.5", "1", "sell", str(i)) for i in offsets]
+
+
+def test_trade_count_honours_each_bound_and_the_series(r, keys: Keys):
+    trades = TradeStore(r, keys)
+    trades.write(trades_at(0, 1, 2, 3, 4))
+    trades.write([Trade("kraken", "BTC-USD", T0, "1", "1", "buy", "k"),
+                  Trade("coinbase", "ETH-USD", T0, "1", "1", "buy", "e")])
+    assert trades.count("coinbase", "BTC-USD") == 5
+    assert trades.count("coinbase", "BTC-USD", start_ms=T0 + 3) == 2  # bounds inclusive
+    assert trades.count("coinbase", "BTC-USD", end_ms=T0 + 1) == 2
+    assert trades.count("coinbase", "BTC-USD", T0 + 1, T0 + 3) == 3
+    assert trades.count("coinbase", "DOGE-USD") == 0
+
+
+def test_trade_page_end_is_exclusive_limit_caps_and_bad_members_are_skipped(r, keys: Keys):
+    trades = TradeStore(r, keys)
+    trades.write(trades_at(0, 2, 3, 4))
+    r.zadd(keys.trades("coinbase", "BTC-USD"), {"not a trade": (T0 + 1) / 1000})
+    assert [t.ms - T0 for t in trades.page("coinbase", "BTC-USD", T0)] == [0, 2, 3, 4]
+    assert [t.ms - T0 for t in trades.page("coinbase", "BTC-USD", T0, T0 + 3)] == [0, 2]
+    assert [t.ms - T0 for t in trades.page("coinbase", "BTC-USD", T0, limit=3)] == [0, 2]
+
+
+def test_trade_range_limit_and_order(r, keys: Keys):
+    trades = TradeStore(r, keys)
+    trades.write(trades_at(0, 2, 3, 4))
+    assert [t.ms - T0 for t in trades.range("coinbase", "BTC-USD", limit=2)] == [0, 2]
+    assert [t.ms - T0 for t in trades.range("coinbase", "BTC-USD", newest_first=True,
+                                            limit=2)] == [4, 3]
+
+
+def test_watermark_of_a_roll_up_never_built_is_none(r, keys: Keys):
+    assert RollupStore(r, keys).watermark("coinbase", "BTC-USD", "price", 60) is None
+
+
+def test_recent_reports_are_the_last_ones_oldest_first(r, keys: Keys):
+    stream = EventStream(r, keys)
+    for text in ("a", "b", "c"):
+        stream.publish(text, 100)
+    r.xadd(stream.stream, {"other": "x"})
+    assert stream.recent_reports(3) == ["b", "c", ""]
