@@ -12,6 +12,7 @@ from bcx.redisconn import connect
 from bcx.store import RollupStore, Store, TradeStore
 from bcx.store.events import EventStream
 from bcx.ticks import Tick, Trade
+from bcx.timeutil import now_ms
 from tests.support import RedisServer
 
 T0 = 1_700_000_000_000  # epoch ms
@@ -113,11 +114,12 @@ def test_batch_is_one_round_trip(store: Store, r, monkeypatch):
     r.config_resetstat()
     monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command",
                         counting_send)
-    store.write([price(T0 + i, "1", f"S{i % 10}-USD") for i in range(500)])
+    store.write([price(T0 + i, "1", f"S{i % 10}-USD") for i in range(500)],
+                [Trade("coinbase", "S0-USD", T0, "1", "2", "buy", "1")])  # trades join it
     monkeypatch.undo()
     assert len(sends) == 1
     stats = r.info("commandstats")
-    assert stats["cmdstat_zadd"]["calls"] == 10 and stats["cmdstat_hset"]["calls"] == 10
+    assert stats["cmdstat_zadd"]["calls"] == 11 and stats["cmdstat_hset"]["calls"] == 10
     assert r.zcard(store.keys.raw("coinbase", "S0-USD", "price")) == 50
 
 
@@ -262,3 +264,52 @@ def test_recent_reports_are_the_last_ones_oldest_first(r, keys: Keys):
         stream.publish(text, 100)
     r.xadd(stream.stream, {"other": "x"})
     assert stream.recent_reports(3) == ["b", "c", ""]
+
+
+def test_write_returns_the_values_it_sent(store: Store):
+    ticks = [Tick("binance", "BTC-USDT", T0, bid="1", ask="2", bid_size="3", ask_size="4"),
+             Tick("binance", "BTC-USDT", T0 + 1, price="1.5"),
+             Tick("binance", "ETH-USDT", T0, bid="5", ask="6")]
+    trades = [Trade("binance", "BTC-USDT", T0, "1.5", "0.1", "buy", "7"),
+              Trade("binance", "ETH-USDT", T0, "5.5", "2", "sell", "8")]
+    assert store.write(ticks, trades) == 4 + 1 + 2 + 2
+    assert store.write([], trades[:1]) == 1
+
+
+def test_of_two_values_in_one_millisecond_the_later_one_is_latest(store: Store):
+    store.write([Tick("coinbase", "BTC-USD", T0, price="1", bid="0.9"),
+                 Tick("coinbase", "BTC-USD", T0, price="2", bid="0.8")],
+                [Trade("coinbase", "BTC-USD", T0, "1", "0.5", "buy", "1"),
+                 Trade("coinbase", "BTC-USD", T0, "2", "0.7", "sell", "2")])
+    latest = store.latest("coinbase", "BTC-USD")
+    assert (latest["price"], latest["bid"]) == ("2", "0.8")
+    assert (latest["last_size"], latest["last_side"]) == ("0.7", "sell")
+
+
+def test_each_series_keeps_its_own_newest_trade(store: Store):
+    store.write([], [Trade("coinbase", "BTC-USD", T0 + 10, "1", "0.5", "buy", "1"),
+                     Trade("coinbase", "ETH-USD", T0, "2", "0.7", "sell", "2")])
+    assert store.latest("coinbase", "ETH-USD")["last_size"] == "0.7"
+    assert store.latest("coinbase", "BTC-USD")["last_size"] == "0.5"
+
+
+def test_a_series_time_ahead_of_the_clock_is_not_believed(store: Store):
+    ahead = now_ms() + 3_600_000
+    store.write([price(ahead, "9")])
+    store.write([price(ahead - 7_200_000, "1")])
+    latest = store.latest("coinbase", "BTC-USD")
+    assert (latest["price"], latest["time"]) == ("1", ahead - 7_200_000)
+
+
+def test_a_lost_live_notice_is_logged_and_the_batch_stays_stored(r, keys: Keys, monkeypatch,
+                                                                 caplog):
+    store = Store(r, keys, publish_ticks=True)
+
+    def refuse(*args, **kwargs):
+        raise redis.ConnectionError("publish refused")
+
+    monkeypatch.setattr(r, "publish", refuse)
+    store.write([price(T0, "1")])
+    assert store.range("coinbase", "BTC-USD", "price") == [(T0, "1")]
+    assert [record.getMessage() for record in caplog.records if record.levelname == "WARNING"] == [
+        "live tick notice not published (the batch is stored): publish refused"]
