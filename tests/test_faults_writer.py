@@ -118,6 +118,19 @@ def test_a_buffer_exactly_full_drops_nothing(writer_on, r: redis.Redis) -> None:
     wait_for(lambda: writer.written == 7, message="a tick after the outage written")
 
 
+def test_one_tick_over_a_full_buffer_drops_exactly_the_oldest(writer_on, r: redis.Redis
+                                                               ) -> None:
+    writer, switch = writer_on(buffer_max=6, batch_size=100, flush_interval=0.01)
+    switch["down"] = redis.ConnectionError("Redis went away")
+    writer.submit(ticks(1))
+    wait_for(lambda: not writer.redis_up, message="the writer to notice Redis is down")
+    writer.submit(ticks(6, 1))
+    wait_for(lambda: writer.dropped.total == 1, message="the seventh tick dropping one")
+    switch["down"] = None
+    wait_for(lambda: writer.written == 6, timeout=15, message="the buffer written")
+    assert stored_ms(r) == [BASE_MS + i for i in range(1, 7)]
+
+
 def test_a_batch_that_can_never_be_written_is_dropped_logged_and_counted(
         writer_on, r: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="bcx.tracker.writer")
