@@ -6,10 +6,11 @@ broken optional dependency only affects the command that needs it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -222,6 +223,32 @@ class _Bar:
             self.bar.stop()
 
 
+@contextlib.contextmanager
+def _long_command(cfg: configmod.Config, client_name: str, label: str, progress: bool | None,
+                  errors: type[Exception] | tuple[type[Exception], ...]
+                  ) -> Iterator[tuple[Any, _Bar | None]]:
+    """The Redis client and progress bar of a long command (export, backfill): ``errors`` and
+    Redis errors end it as one line a user can act on; both are closed at the end. The bar
+    shows when asked, else when stderr is a terminal."""
+    import redis
+
+    from bcx.redisconn import from_config
+    from bcx.store.errors import advice
+
+    bar = _Bar(label) if (sys.stderr.isatty() if progress is None else progress) else None
+    connection = from_config(cfg.redis, client_name=client_name)
+    try:
+        yield connection, bar
+    except errors as exc:
+        raise click.ClickException(str(exc)) from None
+    except redis.RedisError as exc:
+        raise click.ClickException(f"Redis: {advice(exc) or exc}") from None
+    finally:
+        if bar is not None:
+            bar.close()
+        connection.close()
+
+
 @main.command()
 @config_option
 @click.argument("series", metavar="EXCHANGE:SYMBOL")
@@ -243,14 +270,11 @@ def export(config_path: str | None, series: str, fields: tuple[str, ...], start:
            end: int | None, interval: float | None, trades: bool, output: str, force: bool,
            progress: bool | None) -> None:
     """Write a series' raw ticks (or, with --interval, its candles) as CSV."""
-    import redis
 
     from bcx import export as exportmod
     from bcx.coldtier.tiered import TieredTicks, TieredTrades
     from bcx.keys import Keys
-    from bcx.redisconn import from_config
     from bcx.store import RollupStore, Store, TradeStore
-    from bcx.store.errors import advice
 
     cfg = load_config(config_path)
     exchange, _, symbol = series.partition(":")
@@ -263,36 +287,29 @@ def export(config_path: str | None, series: str, fields: tuple[str, ...], start:
                                  f"{exportmod.MAX_INTERVAL_S}s, such as 10s, 15m or 1h",
                                  param_hint="--interval")
     _may_write(output, force)
-    bar = _Bar("exporting") if (sys.stderr.isatty() if progress is None else progress) else None
-    connection = from_config(cfg.redis, client_name="bcx-export")
     keys = Keys(cfg.redis.prefix)
     # A file is written beside its target and renamed at the end: a failed export never
     # leaves a truncated file in place of the one it was to replace.
     partial = None if output == "-" else f"{output}.part"
-    try:
-        with click.open_file(partial or "-", "w", encoding="utf-8") as handle:
-            # Raw reads reach the archive's dataset for history past raw_retention.
-            archive_dir = cfg.watcher.archive_dir if cfg.watcher.archive else None
-            ticks = TieredTicks(Store(connection, keys), archive_dir)
-            rows = exportmod.export(ticks, RollupStore(connection, keys),
-                                    handle, exchange.lower(), symbol.upper(),
-                                    fields or ("price", "bid", "ask"), start, end,
-                                    None if interval is None else int(interval),
-                                    [int(seconds) for seconds, _ in cfg.watcher.rollups], bar,
-                                    TieredTrades(TradeStore(connection, keys), archive_dir,
-                                                 ticks.cold) if trades else None)
-        if partial:
-            os.replace(partial, output)
-    except exportmod.ExportError as exc:
-        raise click.ClickException(str(exc)) from None
-    except redis.RedisError as exc:
-        raise click.ClickException(f"Redis: {advice(exc) or exc}") from None
-    finally:
-        if bar is not None:
-            bar.close()
-        if partial and os.path.exists(partial):
-            os.remove(partial)
-        connection.close()
+    with _long_command(cfg, "bcx-export", "exporting", progress,
+                       exportmod.ExportError) as (connection, bar):
+        try:
+            with click.open_file(partial or "-", "w", encoding="utf-8") as handle:
+                # Raw reads reach the archive's dataset for history past raw_retention.
+                archive_dir = cfg.watcher.archive_dir if cfg.watcher.archive else None
+                ticks = TieredTicks(Store(connection, keys), archive_dir)
+                rows = exportmod.export(
+                    ticks, RollupStore(connection, keys), handle, exchange.lower(),
+                    symbol.upper(), fields or ("price", "bid", "ask"), start, end,
+                    None if interval is None else int(interval),
+                    [int(seconds) for seconds, _ in cfg.watcher.rollups], bar,
+                    TieredTrades(TradeStore(connection, keys), archive_dir, ticks.cold)
+                    if trades else None)
+            if partial:
+                os.replace(partial, output)
+        finally:
+            if partial and os.path.exists(partial):
+                os.remove(partial)
     click.echo(f"exported {rows} rows", err=True)
 
 
@@ -310,15 +327,12 @@ def backfill(config_path: str | None, series: str, start: int, end: int | None,
              interval: float, progress: bool | None) -> None:
     """Import a venue's historical candles into the roll-ups (resumable; a second run over
     the same range adds nothing). Needs [exchange:NAME] rest_url."""
-    import redis
 
     from bcx import rest
     from bcx.backfill import BackfillError, run_import
     from bcx.keys import Keys
-    from bcx.redisconn import from_config
     from bcx.rest.client import RestClient, RestError
     from bcx.store import Stores
-    from bcx.store.errors import advice
     from bcx.timeutil import now_ms
 
     cfg = load_config(config_path)
@@ -333,21 +347,12 @@ def backfill(config_path: str | None, series: str, start: int, end: int | None,
         raise click.ClickException(f"[exchange:{exchange}] rest_url is empty: set the venue's "
                                    "REST API URL")
     venue = rest.venue(exchange)
-    bar = _Bar("importing") if (sys.stderr.isatty() if progress is None else progress) else None
-    connection = from_config(cfg.redis, client_name="bcx-backfill")
-    try:
+    with _long_command(cfg, "bcx-backfill", "importing", progress,
+                       (BackfillError, RestError)) as (connection, bar):
         report = run_import(Stores.open(connection, Keys(cfg.redis.prefix)),
                             RestClient(rest_url, venue.RATE), venue, exchange, symbol,
                             int(interval), start, end if end is not None else now_ms(),
                             [int(seconds) for seconds, _ in cfg.watcher.rollups], bar)
-    except (BackfillError, RestError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except redis.RedisError as exc:
-        raise click.ClickException(f"Redis: {advice(exc) or exc}") from None
-    finally:
-        if bar is not None:
-            bar.close()
-        connection.close()
     click.echo(report.summary())
 
 
