@@ -106,14 +106,15 @@ class _Packer(HiredisRespSerializer):
 # which the cluster client does not pass on to its nodes, so they get it from their connection
 # class (a ``rediss://`` URL gives them redis-py's TLS class, which packs the library's way).
 # hiredis is a pinned requirement, as redis-py's reply parser too.
-_PACKING: dict[str, Any] = {"command_packer": _Packer()}
+_PACKER = _Packer()
+_PACKING: dict[str, Any] = {"command_packer": _PACKER}
 
 
 class _PackingConnection(redis.Connection):
     """A TCP connection packing with :class:`_Packer` (the cluster client's nodes)."""
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("command_packer", _PACKING["command_packer"])
+        kwargs.setdefault("command_packer", _PACKER)
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
 
 
